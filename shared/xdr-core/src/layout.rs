@@ -1,0 +1,120 @@
+//! Where objects go. Athena reads every file under the data prefix, so only data objects live
+//! there: `<prefix>/dt=<YYYY-MM-DD>/<file>.gz`. Quarantine lives under a separate prefix.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+pub const DEFAULT_OUTPUT_PREFIX: &str = "defender-xdr/alerts";
+pub const DEFAULT_QUARANTINE_PREFIX: &str = "defender-xdr/quarantine";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLayout {
+    data_prefix: String,
+    quarantine_prefix: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LayoutError {
+    #[error("{setting} is empty; it must name a folder such as `defender-xdr/alerts`")]
+    Empty { setting: &'static str },
+    #[error("{setting} `{value}` has an empty path segment (`//`) or a `.`/`..` segment")]
+    BadSegment { setting: &'static str, value: String },
+    #[error(
+        "OUTPUT_PREFIX `{data}` and QUARANTINE_PREFIX `{quarantine}` overlap; Athena reads everything under the output prefix, so quarantine must live outside it"
+    )]
+    Overlap { data: String, quarantine: String },
+}
+
+/// Normalises a folder-like prefix: no leading or trailing slash, no empty or dot segments.
+pub fn normalise_prefix(setting: &'static str, value: &str) -> Result<String, LayoutError> {
+    let trimmed = value.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        return Err(LayoutError::Empty { setting });
+    }
+    if trimmed.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+        return Err(LayoutError::BadSegment { setting, value: value.to_owned() });
+    }
+    Ok(trimmed.to_owned())
+}
+
+impl OutputLayout {
+    pub fn new(data_prefix: &str, quarantine_prefix: &str) -> Result<Self, LayoutError> {
+        let data = normalise_prefix("OUTPUT_PREFIX", data_prefix)?;
+        let quarantine = normalise_prefix("QUARANTINE_PREFIX", quarantine_prefix)?;
+        let inside = |outer: &str, inner: &str| inner == outer || inner.starts_with(&format!("{outer}/"));
+        if inside(&data, &quarantine) || inside(&quarantine, &data) {
+            return Err(LayoutError::Overlap { data, quarantine });
+        }
+        Ok(Self { data_prefix: data, quarantine_prefix: quarantine })
+    }
+
+    pub fn data_prefix(&self) -> &str {
+        &self.data_prefix
+    }
+
+    pub fn quarantine_prefix(&self) -> &str {
+        &self.quarantine_prefix
+    }
+
+    pub fn data_key(&self, date: NaiveDate, file: &ObjectName) -> String {
+        format!("{}/dt={}/{}", self.data_prefix, date.format("%Y-%m-%d"), file.0)
+    }
+
+    pub fn quarantine_key(&self, date: NaiveDate, file: &ObjectName) -> String {
+        format!("{}/dt={}/{}", self.quarantine_prefix, date.format("%Y-%m-%d"), file.0)
+    }
+}
+
+/// A file name unique to one run and one object: `<run start>-<run id>-<seq>.ndjson.gz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectName(String);
+
+impl ObjectName {
+    pub fn new(run_started: DateTime<Utc>, run_id: &str, sequence: u32) -> Self {
+        let safe_id: String =
+            run_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(36).collect();
+        Self(format!("{}-{}-{:05}.ndjson.gz", run_started.format("%Y%m%dT%H%M%SZ"), safe_id, sequence))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeutil::parse_instant;
+
+    fn name() -> ObjectName {
+        ObjectName::new(parse_instant("2026-11-28T06:05:01.5Z").unwrap(), "ab12/cd", 3)
+    }
+
+    #[test]
+    fn keys_are_prefix_partition_file_with_no_empty_segment() {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+        for prefix in ["defender-xdr/alerts", "defender-xdr/alerts/", "/defender-xdr/alerts/"] {
+            let layout = OutputLayout::new(prefix, DEFAULT_QUARANTINE_PREFIX).unwrap();
+            let key = layout.data_key(date, &name());
+            assert_eq!(key, "defender-xdr/alerts/dt=2026-11-28/20261128T060501Z-ab12cd-00003.ndjson.gz");
+            assert!(!key.contains("//"));
+            let file = key.strip_prefix("defender-xdr/alerts/dt=2026-11-28/").unwrap();
+            assert!(!file.contains('/'));
+        }
+        let layout = OutputLayout::new("alerts", "quarantine").unwrap();
+        assert_eq!(
+            layout.quarantine_key(date, &name()),
+            "quarantine/dt=2026-11-28/20261128T060501Z-ab12cd-00003.ndjson.gz"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_or_overlapping_prefixes() {
+        assert_eq!(OutputLayout::new("", "q").unwrap_err(), LayoutError::Empty { setting: "OUTPUT_PREFIX" });
+        assert!(matches!(OutputLayout::new("a//b", "q"), Err(LayoutError::BadSegment { .. })));
+        assert!(matches!(OutputLayout::new("a/../b", "q"), Err(LayoutError::BadSegment { .. })));
+        assert!(matches!(OutputLayout::new("xdr", "xdr/quarantine"), Err(LayoutError::Overlap { .. })));
+        assert!(matches!(OutputLayout::new("xdr/alerts", "xdr"), Err(LayoutError::Overlap { .. })));
+        assert!(matches!(OutputLayout::new("xdr/a", "xdr/a/"), Err(LayoutError::Overlap { .. })));
+        assert!(OutputLayout::new("xdr/alerts", "xdr/alerts-quarantine").is_ok());
+    }
+}

@@ -1,0 +1,27 @@
+//! The pure core of the Defender XDR alert sync: window and cursor rules, dedup, batching,
+//! gzip NDJSON and the object key layout. No AWS and no HTTP here: adapters implement the
+//! traits in [`ports`].
+
+pub mod batch;
+pub mod engine;
+pub mod error;
+pub mod fingerprint;
+pub mod layout;
+pub mod page;
+pub mod ports;
+pub mod seen;
+pub mod settings;
+pub mod state;
+pub mod summary;
+pub mod timeutil;
+
+pub use engine::{Ports, RunRequest, run_sync};
+pub use error::EngineError;
+pub use layout::OutputLayout;
+pub use ports::{
+    AlertSource, Clock, FetchedPage, ObjectSink, PageRequest, Revision, SinkError, SourceError,
+    SourceErrorKind, StateStore, StoreError, SystemClock,
+};
+pub use settings::SyncSettings;
+pub use state::SyncState;
+pub use summary::RunSummary;

@@ -1,0 +1,124 @@
+//! The engine's view of the outside world: small traits that adapters implement.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::state::SyncState;
+
+/// One request for alerts: the first page of a time slice, or a `@odata.nextLink` to follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageRequest<'a> {
+    First {
+        /// Inclusive lower bound on `lastUpdateDateTime`.
+        from: DateTime<Utc>,
+        /// Exclusive upper bound on `lastUpdateDateTime`.
+        to: DateTime<Utc>,
+        page_size: u32,
+        /// Ask for `@odata.count` so an oversized slice can be split after one page.
+        with_count: bool,
+    },
+    Next {
+        link: &'a str,
+    },
+}
+
+/// A page body as received, plus the server's request id for the logs.
+#[derive(Debug, Clone)]
+pub struct FetchedPage {
+    pub body: Vec<u8>,
+    pub request_id: Option<String>,
+}
+
+/// How the engine must treat a failed fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceErrorKind {
+    /// The tenant refused our identity (bad secret, unknown app or tenant, no permission).
+    Credentials,
+    /// Stopped because the invocation deadline is too close to wait or retry.
+    OutOfTime,
+    /// Still throttled after the allowed retries.
+    Throttled,
+    /// The server kept failing or could not be reached after the allowed retries.
+    Unavailable,
+    /// The request or its answer is wrong in a way retrying will not fix.
+    Refused,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SourceError {
+    pub kind: SourceErrorKind,
+    pub message: String,
+}
+
+impl SourceError {
+    pub fn new(kind: SourceErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+}
+
+/// Where alerts come from (Graph, or anything that speaks its paging).
+pub trait AlertSource: Send + Sync {
+    /// Proves the credentials work before anything is changed. `deadline` bounds waiting.
+    fn authenticate(
+        &self,
+        deadline: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    fn fetch(
+        &self,
+        request: PageRequest<'_>,
+        deadline: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<FetchedPage, SourceError>> + Send;
+}
+
+/// An opaque token for optimistic concurrency: a save succeeds only if nobody saved since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision(pub u64);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("another run changed the sync state since this run read it")]
+    Conflict,
+    #[error("the sync state could not be read or written: {0}")]
+    Unavailable(String),
+    #[error("the stored sync state is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Where the sync state lives. Every save is conditional on the revision last seen.
+pub trait StateStore: Send + Sync {
+    fn load(&self) -> impl Future<Output = Result<Option<(SyncState, Revision)>, StoreError>> + Send;
+
+    /// Saves `state` if the stored revision is still `expected` (`None`: nothing stored yet).
+    fn save(
+        &self,
+        state: &SyncState,
+        expected: Option<&Revision>,
+    ) -> impl Future<Output = Result<Revision, StoreError>> + Send;
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// Where objects go (S3, a local folder).
+pub trait ObjectSink: Send + Sync {
+    fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn exists(&self, key: &str) -> impl Future<Output = Result<bool, SinkError>> + Send;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,41 @@
+//! What a run reports.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RunSummary {
+    pub run_id: String,
+    /// False when more remains (deadline, throttling): the next run continues.
+    pub complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_because: Option<String>,
+    pub window: WindowSummary,
+    /// Reading is complete up to here (the saved cursor).
+    pub covered_until: String,
+    pub pages: u64,
+    pub alerts_received: u64,
+    pub alerts_written: u64,
+    pub duplicates_skipped: u64,
+    pub quarantined: u64,
+    /// Slices re-read because a page count showed they were too big or came up short.
+    pub slices_resized: u64,
+    pub objects: Vec<ObjectSummary>,
+    pub partitions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_last_update: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct WindowSummary {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ObjectSummary {
+    pub key: String,
+    pub records: usize,
+    pub bytes: usize,
+}
