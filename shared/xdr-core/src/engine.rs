@@ -198,10 +198,12 @@ where
         to: DateTime<Utc>,
     ) -> Result<Option<String>, EngineError> {
         let mut slice_start = from;
-        let mut length = to - from;
+        let mut length = self.state.slice_hint.unwrap_or(to - from).max(TICK);
         let mut short_rereads = 0;
         while slice_start < to {
-            let slice_end = (slice_start + length).min(to);
+            // `$filter` literals carry 100 ns ticks: bounds must sit on ticks, or the query would
+            // cover a different range than the one marked as read.
+            let slice_end = floor_to_tick(slice_start + length).max(slice_start + TICK).min(to);
             match self.read_slice(slice_start, slice_end, &mut short_rereads).await {
                 Ok(SliceOutcome::Done { records }) => {
                     self.completed_cursor = self.completed_cursor.max(slice_end);
@@ -219,7 +221,19 @@ where
                 Err(error) => return Err(error),
             }
         }
+        self.state.slice_hint = None;
         Ok(None)
+    }
+
+    /// A run stopped inside a slice of `width` after `pages` pages: next time, start with a slice
+    /// that fits in what this run managed (half of it, for margin).
+    fn remember_slice_hint(&mut self, width: TimeDelta, pages: u32, expected: Option<u64>) {
+        let needed_pages = expected
+            .map(|count| count.div_ceil(u64::from(self.settings.page_size.max(1))).max(1))
+            .unwrap_or(2);
+        let fraction = (f64::from(pages.max(1)) / needed_pages as f64).min(1.0) / 2.0;
+        let nanos = (width.num_nanoseconds().unwrap_or(i64::MAX) as f64 * fraction) as i64;
+        self.state.slice_hint = Some(TimeDelta::nanoseconds(nanos).max(TICK));
     }
 
     async fn read_slice(
@@ -233,6 +247,10 @@ where
         let capacity = self.settings.slice_capacity();
         let first = PageRequest::First { from, to, page_size: self.settings.page_size, with_count: true };
         let Some(mut page) = self.fetch(first).await? else {
+            if self.summary.pages > 0 {
+                // Earlier slices fit but this one did not start: keep its size as the hint.
+                self.state.slice_hint = Some(width);
+            }
             return Ok(SliceOutcome::Stop(self.stop_reason()));
         };
         let mut pages = 1u32;
@@ -268,7 +286,10 @@ where
             }
             match self.fetch(PageRequest::Next { link: &link }).await? {
                 Some(next) => page = next,
-                None => return Ok(SliceOutcome::Stop(self.stop_reason())),
+                None => {
+                    self.remember_slice_hint(width, pages, expected);
+                    return Ok(SliceOutcome::Stop(self.stop_reason()));
+                }
             }
             pages += 1;
         }

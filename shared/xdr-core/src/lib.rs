@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod fingerprint;
 pub mod layout;
+pub mod memory;
 pub mod page;
 pub mod ports;
 pub mod seen;

@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::seen::SeenVersions;
+use crate::timeutil::floor_to_tick;
 
 /// What the live sync remembers between runs.
 ///
@@ -22,6 +23,9 @@ pub struct SyncState {
     pub seen: SeenVersions,
     /// An object announced before its put. On recovery it counts as written if it exists.
     pub pending: Option<PendingObject>,
+    /// Set when a run stopped inside a slice: the slice length the next run starts with, so a
+    /// short invocation still completes a slice and moves the cursor.
+    pub slice_hint: Option<TimeDelta>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +36,8 @@ pub struct PendingObject {
 
 impl SyncState {
     pub fn first_run(floor: DateTime<Utc>) -> Self {
-        Self { floor, cursor: floor, seen: SeenVersions::default(), pending: None }
+        let floor = floor_to_tick(floor);
+        Self { floor, cursor: floor, seen: SeenVersions::default(), pending: None, slice_hint: None }
     }
 
     /// Where the next window starts: the overlap before the cursor, never before the floor.
@@ -51,6 +56,8 @@ struct StoredSyncState {
     seen_count: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending: Option<StoredPending>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    slice_hint_nanos: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,6 +84,7 @@ impl SyncState {
                 key: pending.key.clone(),
                 seen: BASE64.encode(pending.entries.to_bytes()),
             }),
+            slice_hint_nanos: self.slice_hint.and_then(|hint| hint.num_nanoseconds()),
         };
         // Serialising plain strings, numbers and timestamps cannot fail.
         serde_json::to_string(&stored).unwrap_or_default()
@@ -100,6 +108,7 @@ impl SyncState {
                 Some(pending) => Some(PendingObject { entries: decode(&pending.seen)?, key: pending.key }),
                 None => None,
             },
+            slice_hint: stored.slice_hint_nanos.filter(|nanos| *nanos > 0).map(TimeDelta::nanoseconds),
         })
     }
 }
@@ -119,6 +128,7 @@ mod tests {
         let mut pending = SeenVersions::default();
         pending.insert(SeenEntry::new("b", t));
         state.pending = Some(PendingObject { key: "p/dt=2026-11-28/x.gz".into(), entries: pending });
+        state.slice_hint = Some(TimeDelta::seconds(90));
         let back = SyncState::from_json(&state.to_json()).unwrap();
         assert_eq!(back, state);
         assert!(SyncState::from_json("{}").is_err());

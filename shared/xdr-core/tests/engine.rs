@@ -1,0 +1,467 @@
+//! The engine against an in-memory Graph that behaves like the real one where it matters:
+//! a live result set, offset paging, newest first, late visibility, optional `$count`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use flate2::read::GzDecoder;
+use xdr_core::memory::{ManualClock, MemorySink, MemoryStore};
+use xdr_core::timeutil::{format_filter_instant, parse_instant};
+use xdr_core::{
+    AlertSource, Clock, EngineError, FetchedPage, PageRequest, Ports, RunRequest, RunSummary, SourceError,
+    SourceErrorKind, SyncSettings, run_sync,
+};
+
+#[derive(Clone)]
+struct Version {
+    id: String,
+    last_update: DateTime<Utc>,
+    visible_at: DateTime<Utc>,
+    body: String,
+}
+
+type Hook = Box<dyn FnMut(&mut Vec<Version>, usize, DateTime<Utc>) + Send>;
+
+struct FakeGraph {
+    clock: Arc<ManualClock>,
+    versions: Mutex<Vec<Version>>,
+    latency: TimeDelta,
+    with_count: bool,
+    requests: Mutex<Vec<String>>,
+    /// Called after each page is served, with the number of pages served so far.
+    after_page: Mutex<Option<Hook>>,
+    throttle_after: Mutex<Option<usize>>,
+}
+
+impl FakeGraph {
+    fn new(clock: Arc<ManualClock>) -> Self {
+        Self {
+            clock,
+            versions: Mutex::new(Vec::new()),
+            latency: TimeDelta::milliseconds(300),
+            with_count: true,
+            requests: Mutex::new(Vec::new()),
+            after_page: Mutex::new(None),
+            throttle_after: Mutex::new(None),
+        }
+    }
+
+    fn add(&self, id: &str, last_update: DateTime<Utc>, visible_at: DateTime<Utc>) -> String {
+        let body = format!(
+            r##"{{"id":"{id}","status":"new","lastUpdateDateTime":"{}","unknownFutureProperty":{{"x":[1,2]}},"evidence":[{{"@odata.type":"#microsoft.graph.security.brandNewEvidence","v":"{}"}}]}}"##,
+            format_filter_instant(last_update),
+            visible_at.timestamp_micros()
+        );
+        self.versions.lock().unwrap().push(Version {
+            id: id.into(),
+            last_update,
+            visible_at,
+            body: body.clone(),
+        });
+        body
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    /// The alerts as Graph would list them now: each alert's newest visible version.
+    fn current(
+        versions: &[Version],
+        now: DateTime<Utc>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<Version> {
+        let mut latest: HashMap<&str, &Version> = HashMap::new();
+        for version in versions.iter().filter(|v| v.visible_at <= now) {
+            let entry = latest.entry(&version.id).or_insert(version);
+            if version.last_update > entry.last_update {
+                *entry = version;
+            }
+        }
+        let mut list: Vec<Version> =
+            latest.into_values().filter(|v| v.last_update >= from && v.last_update < to).cloned().collect();
+        list.sort_by(|a, b| b.last_update.cmp(&a.last_update).then(a.id.cmp(&b.id)));
+        list
+    }
+}
+
+impl AlertSource for FakeGraph {
+    async fn authenticate(&self, _deadline: Option<DateTime<Utc>>) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    async fn fetch(
+        &self,
+        request: PageRequest<'_>,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<FetchedPage, SourceError> {
+        tokio::task::yield_now().await;
+        if deadline.is_some_and(|d| self.clock.now() + self.latency > d) {
+            return Err(SourceError::new(SourceErrorKind::OutOfTime, "no time for another page"));
+        }
+        let served = self.requests();
+        if self.throttle_after.lock().unwrap().is_some_and(|n| served >= n) {
+            return Err(SourceError::new(SourceErrorKind::Throttled, "429 beyond the deadline"));
+        }
+        let (from, to, top, skip, count) = match request {
+            PageRequest::First { from, to, page_size, with_count } => {
+                (from, to, page_size as usize, 0, with_count)
+            }
+            PageRequest::Next { link } => {
+                let parts: Vec<&str> = link.split('|').collect();
+                (
+                    parse_instant(parts[0]).unwrap(),
+                    parse_instant(parts[1]).unwrap(),
+                    parts[2].parse().unwrap(),
+                    parts[3].parse().unwrap(),
+                    false,
+                )
+            }
+        };
+        self.clock.advance(self.latency);
+        let now = self.clock.now();
+        let list = Self::current(&self.versions.lock().unwrap(), now, from, to);
+        let page: Vec<&str> = list.iter().skip(skip).take(top).map(|v| v.body.as_str()).collect();
+        let mut body = format!(r#"{{"@odata.context":"ctx","value":[{}]"#, page.join(","));
+        if count && self.with_count {
+            body.push_str(&format!(r#","@odata.count":{}"#, list.len()));
+        }
+        if skip + top < list.len() {
+            body.push_str(&format!(
+                r#","@odata.nextLink":"{}|{}|{}|{}""#,
+                format_filter_instant(from),
+                format_filter_instant(to),
+                top,
+                skip + top
+            ));
+        }
+        body.push('}');
+        self.requests.lock().unwrap().push(format!("{from}..{to} skip {skip}"));
+        if let Some(hook) = self.after_page.lock().unwrap().as_mut() {
+            hook(&mut self.versions.lock().unwrap(), served + 1, now);
+        }
+        Ok(FetchedPage { body: body.into_bytes(), request_id: Some(format!("req-{served}")) })
+    }
+}
+
+struct World {
+    clock: Arc<ManualClock>,
+    graph: FakeGraph,
+    store: MemoryStore,
+    sink: MemorySink,
+    settings: SyncSettings,
+    runs: u32,
+}
+
+fn t(text: &str) -> DateTime<Utc> {
+    parse_instant(text).unwrap()
+}
+
+const T0: &str = "2026-11-28T06:00:00Z";
+
+impl World {
+    fn new() -> Self {
+        let clock = Arc::new(ManualClock::new(t(T0)));
+        let mut settings = SyncSettings::with_defaults();
+        settings.page_size = 100;
+        settings.max_pages_per_slice = 5;
+        settings.backfill_start = Some(t(T0) - TimeDelta::days(2));
+        Self {
+            graph: FakeGraph::new(clock.clone()),
+            clock,
+            store: MemoryStore::default(),
+            sink: MemorySink::default(),
+            settings,
+            runs: 0,
+        }
+    }
+
+    async fn run_with_deadline(
+        &mut self,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<RunSummary, EngineError> {
+        self.runs += 1;
+        let ports = Ports { source: &self.graph, store: &self.store, sink: &self.sink, clock: &*self.clock };
+        run_sync(&self.settings, ports, RunRequest { run_id: format!("run{}", self.runs), deadline }).await
+    }
+
+    async fn run(&mut self) -> RunSummary {
+        let summary = self.run_with_deadline(None).await.expect("run succeeds");
+        assert!(summary.complete, "{summary:?}");
+        summary
+    }
+
+    /// Every line of every data object, with the key it is in.
+    fn lines(&self) -> Vec<(String, String)> {
+        let mut lines = Vec::new();
+        for (key, body) in self.sink.objects() {
+            if !key.starts_with(self.settings.layout.data_prefix()) {
+                continue;
+            }
+            let mut text = String::new();
+            GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+            for line in text.lines() {
+                lines.push((key.clone(), line.to_owned()));
+            }
+        }
+        lines
+    }
+
+    /// Asserts each of `expected` bodies is written exactly once, nothing else is, and each
+    /// lands in the partition of its own lastUpdateDateTime.
+    fn assert_exactly(&self, expected: &[String]) {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for (key, line) in self.lines() {
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let date = &value["lastUpdateDateTime"].as_str().unwrap()[..10];
+            assert!(key.contains(&format!("/dt={date}/")), "{key} holds a record of {date}");
+            *counts.entry(line).or_default() += 1;
+        }
+        let duplicates: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(duplicates.is_empty(), "duplicated lines: {}", duplicates.len());
+        let missing: Vec<_> = expected.iter().filter(|body| !counts.contains_key(*body)).collect();
+        assert!(missing.is_empty(), "{} versions missing, e.g. {:?}", missing.len(), missing.first());
+        assert_eq!(counts.len(), expected.len(), "unexpected extra lines");
+    }
+}
+
+fn ids(prefix: &str, n: usize) -> impl Iterator<Item = String> + '_ {
+    (0..n).map(move |i| format!("{prefix}-{i:05}"))
+}
+
+#[tokio::test]
+async fn pages_through_shared_timestamps_on_page_boundaries() {
+    let mut world = World::new();
+    let base = t(T0) - TimeDelta::hours(30);
+    let mut expected = Vec::new();
+    // 730 alerts on one instant (more than one slice may hold), groups of 150 around it.
+    let shared = base + TimeDelta::nanoseconds(1_234_500);
+    for id in ids("same", 730) {
+        expected.push(world.graph.add(&id, shared, shared));
+    }
+    for (i, id) in ids("group", 900).enumerate() {
+        let at = base + TimeDelta::minutes((i / 150) as i64 * 7);
+        expected.push(world.graph.add(&id, at, at));
+    }
+    let summary = world.run().await;
+    world.assert_exactly(&expected);
+    assert_eq!(summary.alerts_written, expected.len() as u64);
+    assert!(summary.slices_resized > 0, "the window had to be split");
+
+    // Re-running writes nothing new.
+    world.clock.advance(TimeDelta::minutes(5));
+    let again = world.run().await;
+    assert_eq!(again.alerts_written, 0);
+    assert!(again.objects.is_empty());
+    world.assert_exactly(&expected);
+}
+
+#[tokio::test]
+async fn without_count_slices_are_split_by_page_limit() {
+    let mut world = World::new();
+    world.graph.with_count = false;
+    let mut expected = Vec::new();
+    for (i, id) in ids("a", 1800).enumerate() {
+        let at = t(T0) - TimeDelta::minutes(2000) + TimeDelta::seconds(i as i64 * 60);
+        expected.push(world.graph.add(&id, at, at));
+    }
+    world.run().await;
+    world.assert_exactly(&expected);
+}
+
+#[tokio::test]
+async fn a_version_visible_ten_minutes_late_is_captured_once() {
+    let mut world = World::new();
+    let mut expected =
+        vec![world.graph.add("early", t(T0) - TimeDelta::hours(1), t(T0) - TimeDelta::hours(1))];
+    world.run().await;
+    // Updated at T0+1m, but Graph only shows it from T0+11m.
+    let late_at = t(T0) + TimeDelta::minutes(1);
+    expected.push(world.graph.add("late", late_at, late_at + TimeDelta::minutes(10)));
+    for minutes in [5, 5, 5, 5, 5] {
+        world.clock.advance(TimeDelta::minutes(minutes));
+        world.run().await;
+    }
+    world.assert_exactly(&expected);
+}
+
+#[tokio::test]
+async fn an_update_is_written_as_a_new_line() {
+    let mut world = World::new();
+    let created = t(T0) - TimeDelta::hours(3);
+    let mut expected = vec![world.graph.add("alert", created, created)];
+    world.run().await;
+    world.clock.advance(TimeDelta::minutes(5));
+    let resolved = world.clock.now() - TimeDelta::seconds(30);
+    expected.push(world.graph.add("alert", resolved, resolved));
+    let summary = world.run().await;
+    assert_eq!(summary.alerts_written, 1);
+    world.assert_exactly(&expected);
+}
+
+#[tokio::test]
+async fn first_run_without_backfill_reads_nothing_from_the_past() {
+    let mut world = World::new();
+    world.settings.backfill_start = None;
+    world.graph.add("old", t(T0) - TimeDelta::minutes(5), t(T0) - TimeDelta::minutes(5));
+    let first = world.run().await;
+    assert_eq!(first.alerts_written, 0);
+    world.clock.advance(TimeDelta::minutes(5));
+    let fresh = world.clock.now() - TimeDelta::minutes(1);
+    let expected = vec![world.graph.add("new", fresh, fresh)];
+    world.clock.advance(TimeDelta::minutes(20));
+    world.run().await;
+    world.assert_exactly(&expected);
+}
+
+/// Builds a world with enough data for several objects per run.
+fn busy_world() -> (World, Vec<String>) {
+    let mut world = World::new();
+    world.settings.max_object_bytes = 8 * 1024;
+    let mut expected = Vec::new();
+    for (i, id) in ids("busy", 400).enumerate() {
+        let at = t(T0) - TimeDelta::hours(40) + TimeDelta::minutes(i as i64 * 6);
+        expected.push(world.graph.add(&id, at, at));
+    }
+    (world, expected)
+}
+
+#[tokio::test]
+async fn a_crash_at_any_state_write_loses_and_duplicates_nothing() {
+    let (mut probe, _) = busy_world();
+    probe.run().await;
+    let saves = probe.store.saves();
+    assert!(saves > 6, "expected several objects, got {saves} saves");
+    for crash_at in 0..saves {
+        let (mut world, expected) = busy_world();
+        world.store.fail_after_saves(crash_at);
+        let error = world.run_with_deadline(None).await.expect_err("the injected failure stops the run");
+        assert!(matches!(error, EngineError::State(_)), "{error}");
+        world.store.heal();
+        world.clock.advance(TimeDelta::minutes(5));
+        let recovered = world.run().await;
+        if crash_at % 2 == 1 {
+            assert!(recovered.recovered.is_some(), "crash after the put at save {crash_at} is recovered");
+        }
+        world.assert_exactly(&expected);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_put_at_any_point_loses_and_duplicates_nothing() {
+    for failing_put in 0..6 {
+        let (mut world, expected) = busy_world();
+        world.sink.fail_puts_after(failing_put);
+        let error = world.run_with_deadline(None).await.expect_err("the put failure stops the run");
+        assert_eq!(error.kind(), "OutputError");
+        world.sink.heal();
+        world.clock.advance(TimeDelta::minutes(5));
+        world.run().await;
+        world.assert_exactly(&expected);
+    }
+}
+
+#[tokio::test]
+async fn a_deadline_stops_early_and_the_next_runs_finish() {
+    let (mut world, expected) = busy_world();
+    world.settings.max_object_bytes = 1024 * 1024;
+    let mut incomplete = 0;
+    loop {
+        // Room for about three pages per run.
+        let deadline = world.clock.now() + world.settings.finish_reserve + TimeDelta::milliseconds(1000);
+        let summary = world.run_with_deadline(Some(deadline)).await.unwrap();
+        if summary.complete {
+            break;
+        }
+        incomplete += 1;
+        assert!(summary.stopped_because.as_deref().unwrap_or("").starts_with("deadline"), "{summary:?}");
+        assert!(incomplete < 50, "no progress");
+        world.clock.advance(TimeDelta::seconds(30));
+    }
+    assert!(incomplete >= 2, "the deadline cut at least two runs short");
+    world.assert_exactly(&expected);
+}
+
+#[tokio::test]
+async fn throttling_beyond_the_deadline_saves_progress_and_reports_more_remains() {
+    let (mut world, expected) = busy_world();
+    *world.graph.throttle_after.lock().unwrap() = Some(3);
+    let summary = world.run_with_deadline(None).await.unwrap();
+    assert!(!summary.complete);
+    assert!(summary.stopped_because.unwrap().starts_with("throttled"));
+    *world.graph.throttle_after.lock().unwrap() = None;
+    world.run().await;
+    world.assert_exactly(&expected);
+}
+
+#[tokio::test]
+async fn an_alert_updated_between_pages_does_not_hide_another() {
+    let (mut world, _) = busy_world();
+    // After the second page, the newest alert read so far is updated: it leaves the window and
+    // every later alert shifts one place toward the front.
+    let updated = Arc::new(Mutex::new(None));
+    let record = updated.clone();
+    *world.graph.after_page.lock().unwrap() = Some(Box::new(move |versions, served, now| {
+        if served == 2 {
+            let mut body = versions[399].body.clone();
+            body = body.replace("\"status\":\"new\"", "\"status\":\"resolved\"");
+            let old = format_filter_instant(versions[399].last_update);
+            body = body.replace(&old, &format_filter_instant(now));
+            versions.push(Version {
+                id: versions[399].id.clone(),
+                last_update: now,
+                visible_at: now,
+                body: body.clone(),
+            });
+            *record.lock().unwrap() = Some(body);
+        }
+    }));
+    world.run().await;
+    world.clock.advance(TimeDelta::minutes(5));
+    world.run().await;
+    let all: Vec<String> = world.graph.versions.lock().unwrap().iter().map(|v| v.body.clone()).collect();
+    assert!(updated.lock().unwrap().is_some());
+    world.assert_exactly(&all);
+}
+
+#[tokio::test]
+async fn records_without_identity_are_quarantined_not_lost() {
+    let mut world = World::new();
+    let at = t(T0) - TimeDelta::hours(1);
+    let good = world.graph.add("good", at, at);
+    world.graph.versions.lock().unwrap().push(Version {
+        id: "no-id".into(),
+        last_update: at,
+        visible_at: at,
+        body: r#"{"status":"new","lastUpdateDateTime":"2026-11-28T05:00:00Z"}"#.into(),
+    });
+    let summary = world.run().await;
+    assert_eq!(summary.quarantined, 1);
+    world.assert_exactly(&[good]);
+    let quarantine: Vec<_> = world
+        .sink
+        .objects()
+        .into_keys()
+        .filter(|key| key.starts_with(world.settings.layout.quarantine_prefix()))
+        .collect();
+    assert_eq!(quarantine.len(), 1);
+}
+
+#[tokio::test]
+async fn two_overlapping_runs_never_both_write() {
+    let (world, expected) = busy_world();
+    let ports =
+        || Ports { source: &world.graph, store: &world.store, sink: &world.sink, clock: &*world.clock };
+    let request = |id: &str| RunRequest { run_id: id.into(), deadline: None };
+    let (a, b) = tokio::join!(
+        run_sync(&world.settings, ports(), request("a")),
+        run_sync(&world.settings, ports(), request("b"))
+    );
+    let failures: Vec<_> = [&a, &b].into_iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(failures.len(), 1, "exactly one run loses: {a:?} {b:?}");
+    assert_eq!(failures[0].kind(), "StateConflictError");
+    world.assert_exactly(&expected);
+}
