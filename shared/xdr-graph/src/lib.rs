@@ -1,1 +1,14 @@
+//! Microsoft Entra client-credentials tokens and the Graph `alerts_v2` client, as an
+//! [`xdr_core::AlertSource`].
 
+pub mod client;
+pub mod cloud;
+pub mod credentials;
+pub mod error;
+pub mod retry;
+
+pub use client::{GraphClient, GraphSettings, GraphStats, http_client};
+pub use cloud::{Cloud, Endpoints};
+pub use credentials::{ClientCredentials, CredentialProvider, StaticCredentials};
+pub use error::GraphError;
+pub use retry::RetryPolicy;

@@ -1,1 +1,11 @@
+//! A simulated Microsoft Defender tenant: a local Entra token endpoint and Graph
+//! `alerts_v2`, serving realistic alerts with updates, late visibility, shared timestamps and
+//! faults on request. Used by the demo and by the project's tests.
 
+pub mod alerts;
+pub mod rng;
+pub mod server;
+pub mod tenant;
+
+pub use server::{Fault, ListOrder, RequestRecord, SimOptions, Simulator};
+pub use tenant::{Activity, SimTenant, SimVersion};

@@ -1,0 +1,571 @@
+//! The Graph `alerts_v2` client: client-credentials tokens, paging, retries, deadlines.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use reqwest::{Response, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tracing::{debug, info, warn};
+use url::Url;
+use xdr_core::timeutil::format_filter_instant;
+use xdr_core::{AlertSource, FetchedPage, PageRequest, SourceError};
+
+use crate::cloud::Endpoints;
+use crate::credentials::CredentialProvider;
+use crate::error::GraphError;
+use crate::retry::{RetryPolicy, is_retryable_status, is_retryable_transport, retry_after};
+
+const ALERTS_PATH: &str = "v1.0/security/alerts_v2";
+/// Less than this left before the deadline: don't start a request.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone)]
+pub struct GraphSettings {
+    pub tenant_id: String,
+    pub endpoints: Endpoints,
+    /// Upper bound for one HTTP request (also bounded by the deadline).
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// Counters for metrics and summaries.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct GraphStats {
+    pub graph_requests: u64,
+    pub throttled_responses: u64,
+    pub token_requests: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    graph_requests: AtomicU64,
+    throttled_responses: AtomicU64,
+    token_requests: AtomicU64,
+}
+
+struct CachedToken {
+    value: SecretString,
+    refresh_at: Instant,
+}
+
+pub struct GraphClient<P> {
+    http: reqwest::Client,
+    settings: GraphSettings,
+    credentials: P,
+    token: Mutex<Option<CachedToken>>,
+    counters: Counters,
+}
+
+/// Builds the HTTP client: rustls, gzip, proxy from `HTTPS_PROXY`/`NO_PROXY` (reqwest's default).
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("xdr-sync/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(50))
+        .build()
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(deserialize_with = "number_or_string")]
+    expires_in: u64,
+}
+
+#[derive(Deserialize, Default)]
+struct EntraErrorBody {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: String,
+    #[serde(default)]
+    error_codes: Vec<u64>,
+    #[serde(default)]
+    trace_id: String,
+}
+
+#[derive(Deserialize, Default)]
+struct GraphErrorBody {
+    #[serde(default)]
+    error: GraphErrorDetail,
+}
+
+#[derive(Deserialize, Default)]
+struct GraphErrorDetail {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+fn number_or_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u64),
+        Text(String),
+    }
+    match Either::deserialize(deserializer)? {
+        Either::Number(number) => Ok(number),
+        Either::Text(text) => text.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// Percent-encodes a query value, spaces as `%20` (OData reads `+` literally in some places).
+fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 16);
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+fn request_id(response: &Response) -> String {
+    ["request-id", "client-request-id", "x-ms-request-id"]
+        .iter()
+        .find_map(|name| response.headers().get(*name).and_then(|value| value.to_str().ok()))
+        .unwrap_or("none")
+        .to_owned()
+}
+
+/// Everything before "Trace ID:" in Entra's description, on one line.
+fn entra_summary(description: &str) -> String {
+    let head = description.split(" Trace ID:").next().unwrap_or(description);
+    head.replace(['\r', '\n'], " ").trim().to_owned()
+}
+
+fn entra_code(body: &EntraErrorBody) -> Option<u64> {
+    body.error_codes.first().copied().or_else(|| {
+        let rest = body.error_description.split("AADSTS").nth(1)?;
+        rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+    })
+}
+
+impl<P: CredentialProvider> GraphClient<P> {
+    pub fn new(http: reqwest::Client, settings: GraphSettings, credentials: P) -> Self {
+        Self { http, settings, credentials, token: Mutex::new(None), counters: Counters::default() }
+    }
+
+    pub fn stats(&self) -> GraphStats {
+        GraphStats {
+            graph_requests: self.counters.graph_requests.load(Ordering::Relaxed),
+            throttled_responses: self.counters.throttled_responses.load(Ordering::Relaxed),
+            token_requests: self.counters.token_requests.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn settings(&self) -> &GraphSettings {
+        &self.settings
+    }
+
+    /// The first page of a slice: `lastUpdateDateTime` in `[from, to)`.
+    pub fn first_page_url(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        page_size: u32,
+        with_count: bool,
+    ) -> Url {
+        let filter = format!(
+            "lastUpdateDateTime ge {} and lastUpdateDateTime lt {}",
+            format_filter_instant(from),
+            format_filter_instant(to)
+        );
+        let mut url = self
+            .settings
+            .endpoints
+            .graph
+            .join(ALERTS_PATH)
+            .unwrap_or_else(|_| self.settings.endpoints.graph.clone());
+        let mut query = format!("$filter={}&$top={}", encode_query_value(&filter), page_size.clamp(1, 1000));
+        if with_count {
+            query.push_str("&$count=true");
+        }
+        url.set_query(Some(&query));
+        url
+    }
+
+    /// A nextLink is followed verbatim, but only to the Graph host in use.
+    pub fn check_next_link(&self, link: &str) -> Result<Url, GraphError> {
+        let graph = &self.settings.endpoints.graph;
+        let expected = format!("{}://{}", graph.scheme(), graph.host_str().unwrap_or(""));
+        let url = Url::parse(link).map_err(|_| GraphError::ForeignNextLink {
+            found: "(not a URL)".into(),
+            expected: expected.clone(),
+        })?;
+        let same_origin = url.scheme() == graph.scheme()
+            && url.host_str() == graph.host_str()
+            && url.port_or_known_default() == graph.port_or_known_default();
+        if !same_origin {
+            let found = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+            return Err(GraphError::ForeignNextLink { found, expected });
+        }
+        Ok(url)
+    }
+
+    /// How long the next request may take, or `OutOfTime` if it cannot start.
+    fn request_timeout(&self, deadline: Option<DateTime<Utc>>) -> Result<Duration, GraphError> {
+        let Some(deadline) = deadline else { return Ok(self.settings.request_timeout) };
+        let left = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        if left < MIN_REQUEST_TIME {
+            return Err(GraphError::OutOfTime("no time left for another request".into()));
+        }
+        Ok(left.min(self.settings.request_timeout))
+    }
+
+    /// Waits `wait` unless that would pass the deadline.
+    async fn wait_or_give_up(&self, wait: Duration, deadline: Option<DateTime<Utc>>) -> bool {
+        if let Some(deadline) = deadline {
+            let left = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            if wait + MIN_REQUEST_TIME > left {
+                return false;
+            }
+        }
+        tokio::time::sleep(wait).await;
+        true
+    }
+
+    /// A cached token, or a new one.
+    async fn token(&self, deadline: Option<DateTime<Utc>>) -> Result<SecretString, GraphError> {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref()
+            && Instant::now() < token.refresh_at
+        {
+            return Ok(token.value.clone());
+        }
+        let fresh = self.request_token(deadline).await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    async fn request_token(&self, deadline: Option<DateTime<Utc>>) -> Result<CachedToken, GraphError> {
+        let credentials = self.credentials.credentials().await.map_err(GraphError::Credentials)?;
+        let endpoints = &self.settings.endpoints;
+        let url = endpoints.login.join(&format!("{}/oauth2/v2.0/token", self.settings.tenant_id)).map_err(
+            |error| GraphError::Credentials(format!("TENANT_ID makes an invalid token URL: {error}")),
+        )?;
+        let scope = endpoints.scope();
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", credentials.client_id.as_str()),
+            ("client_secret", credentials.client_secret.expose_secret()),
+            ("scope", scope.as_str()),
+        ];
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let timeout = self.request_timeout(deadline)?;
+            self.counters.token_requests.fetch_add(1, Ordering::Relaxed);
+            let sent = self.http.post(url.clone()).form(&form).timeout(timeout).send().await;
+            let wait = match sent {
+                Ok(response) if response.status().is_success() => {
+                    let status = response.status().as_u16();
+                    let body = response.bytes().await.map_err(|error| GraphError::BadTokenResponse {
+                        status,
+                        detail: error.without_url().to_string(),
+                    })?;
+                    let parsed: TokenResponse =
+                        serde_json::from_slice(&body).map_err(|error| GraphError::BadTokenResponse {
+                            status,
+                            detail: format!("not a token response ({error})"),
+                        })?;
+                    // Refresh a little early: 5 minutes, or a fifth of a short lifetime.
+                    let lifetime = Duration::from_secs(parsed.expires_in);
+                    let early = Duration::from_secs(300).min(lifetime / 5);
+                    info!(expires_in = parsed.expires_in, "Got an access token.");
+                    return Ok(CachedToken {
+                        value: SecretString::from(parsed.access_token),
+                        refresh_at: Instant::now() + lifetime - early,
+                    });
+                }
+                Ok(response) if is_retryable_status(response.status()) => {
+                    retry_after(response.headers(), Utc::now())
+                        .map(|after| self.settings.retry.delay(attempt, Some(after)))
+                        .unwrap_or_else(|| self.settings.retry.delay(attempt, None))
+                }
+                Ok(response) => return Err(self.token_error(response, &credentials.client_id).await),
+                Err(error) if is_retryable_transport(&error) => {
+                    warn!(error = %error.without_url(), attempt, "Token request failed; retrying.");
+                    self.settings.retry.delay(attempt, None)
+                }
+                Err(error) => {
+                    return Err(GraphError::Unavailable {
+                        attempts: attempt,
+                        last: error.without_url().to_string(),
+                    });
+                }
+            };
+            if attempt >= self.settings.retry.max_attempts {
+                return Err(GraphError::Unavailable {
+                    attempts: attempt,
+                    last: "the token endpoint kept failing".into(),
+                });
+            }
+            if !self.wait_or_give_up(wait, deadline).await {
+                return Err(GraphError::OutOfTime(
+                    "waiting for the token endpoint would pass the deadline".into(),
+                ));
+            }
+        }
+    }
+
+    async fn token_error(&self, response: Response, client_id: &str) -> GraphError {
+        let status = response.status().as_u16();
+        let body: EntraErrorBody = response
+            .bytes()
+            .await
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let tenant = self.settings.tenant_id.clone();
+        match entra_code(&body) {
+            Some(7_000_215) => GraphError::InvalidSecret { client_id: client_id.to_owned() },
+            Some(7_000_222) => GraphError::ExpiredSecret { client_id: client_id.to_owned() },
+            Some(700_016) => GraphError::AppNotFound { client_id: client_id.to_owned(), tenant },
+            Some(90_002) => GraphError::TenantNotFound {
+                tenant,
+                login: self.settings.endpoints.login.as_str().trim_end_matches('/').to_owned(),
+            },
+            code => GraphError::Entra {
+                status,
+                code: match code {
+                    Some(code) => format!("AADSTS{code}"),
+                    None if body.error.is_empty() => "no error code".into(),
+                    None => body.error.clone(),
+                },
+                summary: if body.error_description.is_empty() {
+                    "no description".into()
+                } else {
+                    entra_summary(&body.error_description)
+                },
+                trace_id: if body.trace_id.is_empty() { "none".into() } else { body.trace_id.clone() },
+            },
+        }
+    }
+
+    /// GET with retries, token refresh on 401 (once), and deadline awareness.
+    async fn get(&self, url: Url, deadline: Option<DateTime<Utc>>) -> Result<FetchedPage, GraphError> {
+        let mut attempt = 0;
+        let mut refreshed = false;
+        let mut last_problem: String;
+        loop {
+            attempt += 1;
+            let token = self.token(deadline).await?;
+            let timeout = self.request_timeout(deadline)?;
+            self.counters.graph_requests.fetch_add(1, Ordering::Relaxed);
+            let sent = self
+                .http
+                .get(url.clone())
+                .bearer_auth(token.expose_secret())
+                .header("Prefer", "include-unknown-enum-members")
+                .header("Accept", "application/json")
+                .timeout(timeout)
+                .send()
+                .await;
+            let wait = match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    let request_id = request_id(&response);
+                    if status.is_success() {
+                        match response.bytes().await {
+                            Ok(body) => {
+                                debug!(request_id = %request_id, bytes = body.len(), "Got a page.");
+                                return Ok(FetchedPage { body: body.to_vec(), request_id: Some(request_id) });
+                            }
+                            Err(error) => {
+                                last_problem = format!("reading the page failed: {}", error.without_url());
+                                warn!(request_id = %request_id, attempt, problem = %last_problem, "Retrying.");
+                                self.settings.retry.delay(attempt, None)
+                            }
+                        }
+                    } else if status == StatusCode::UNAUTHORIZED && !refreshed {
+                        // The token may have expired early or been revoked: one fresh token.
+                        warn!(request_id = %request_id, "Graph answered 401; refreshing the token once.");
+                        refreshed = true;
+                        attempt -= 1;
+                        self.forget_token().await;
+                        continue;
+                    } else if is_retryable_status(status) {
+                        if status == StatusCode::TOO_MANY_REQUESTS {
+                            self.counters.throttled_responses.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let after = retry_after(response.headers(), Utc::now());
+                        let wait = self.settings.retry.delay(attempt, after);
+                        warn!(
+                            status = status.as_u16(),
+                            request_id = %request_id,
+                            retry_after_ms = after.map(|a| a.as_millis() as u64),
+                            wait_ms = wait.as_millis() as u64,
+                            attempt,
+                            "Graph asked us to back off."
+                        );
+                        if attempt >= self.settings.retry.max_attempts {
+                            return Err(if status == StatusCode::TOO_MANY_REQUESTS {
+                                GraphError::Throttled {
+                                    attempts: attempt,
+                                    status: status.as_u16(),
+                                    request_id,
+                                    detail: String::new(),
+                                }
+                            } else {
+                                GraphError::Unavailable {
+                                    attempts: attempt,
+                                    last: format!("HTTP {} (request-id {request_id})", status.as_u16()),
+                                }
+                            });
+                        }
+                        if !self.wait_or_give_up(wait, deadline).await {
+                            return Err(GraphError::Throttled {
+                                attempts: attempt,
+                                status: status.as_u16(),
+                                request_id,
+                                detail: format!("; waiting {} ms would pass the deadline", wait.as_millis()),
+                            });
+                        }
+                        continue;
+                    } else {
+                        return Err(self.graph_error(response, request_id).await);
+                    }
+                }
+                Err(error) if is_retryable_transport(&error) => {
+                    last_problem = error.without_url().to_string();
+                    warn!(attempt, problem = %last_problem, "Graph request failed; retrying.");
+                    self.settings.retry.delay(attempt, None)
+                }
+                Err(error) => {
+                    return Err(GraphError::Unavailable {
+                        attempts: attempt,
+                        last: error.without_url().to_string(),
+                    });
+                }
+            };
+            if attempt >= self.settings.retry.max_attempts {
+                return Err(GraphError::Unavailable { attempts: attempt, last: last_problem });
+            }
+            if !self.wait_or_give_up(wait, deadline).await {
+                return Err(GraphError::OutOfTime(format!(
+                    "retrying after `{last_problem}` would pass the deadline"
+                )));
+            }
+        }
+    }
+
+    async fn graph_error(&self, response: Response, request_id: String) -> GraphError {
+        let status = response.status().as_u16();
+        let body: GraphErrorBody = response
+            .bytes()
+            .await
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let code = if body.error.code.is_empty() { "no error code".to_owned() } else { body.error.code };
+        let message =
+            if body.error.message.is_empty() { "no message".to_owned() } else { body.error.message };
+        if status == 401 || status == 403 {
+            GraphError::Forbidden { status, code, message, request_id }
+        } else {
+            GraphError::Rejected { status, code, message, request_id }
+        }
+    }
+}
+
+impl<P: CredentialProvider> AlertSource for GraphClient<P> {
+    async fn authenticate(&self, deadline: Option<DateTime<Utc>>) -> Result<(), SourceError> {
+        self.token(deadline).await.map(|_| ()).map_err(SourceError::from)
+    }
+
+    async fn fetch(
+        &self,
+        request: PageRequest<'_>,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<FetchedPage, SourceError> {
+        let url = match request {
+            PageRequest::First { from, to, page_size, with_count } => {
+                self.first_page_url(from, to, page_size, with_count)
+            }
+            PageRequest::Next { link } => self.check_next_link(link)?,
+        };
+        Ok(self.get(url, deadline).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::Cloud;
+    use crate::credentials::{ClientCredentials, StaticCredentials};
+
+    fn client() -> GraphClient<StaticCredentials> {
+        let settings = GraphSettings {
+            tenant_id: "contoso".into(),
+            endpoints: Endpoints::for_cloud(Cloud::Global, None, None).unwrap(),
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        };
+        let credentials = StaticCredentials(ClientCredentials {
+            client_id: "app".into(),
+            client_secret: SecretString::from("s3cr3t-value"),
+        });
+        GraphClient::new(http_client().unwrap(), settings, credentials)
+    }
+
+    #[test]
+    fn first_page_url_filters_on_last_update_with_tick_precision() {
+        let from = xdr_core::timeutil::parse_instant("2026-11-28T06:00:00.1234567Z").unwrap();
+        let to = xdr_core::timeutil::parse_instant("2026-11-28T07:00:00Z").unwrap();
+        let url = client().first_page_url(from, to, 1000, true);
+        assert_eq!(
+            url.as_str(),
+            "https://graph.microsoft.com/v1.0/security/alerts_v2?$filter=lastUpdateDateTime%20ge%202026-11-28T06:00:00.1234567Z%20and%20lastUpdateDateTime%20lt%202026-11-28T07:00:00.0000000Z&$top=1000&$count=true"
+        );
+    }
+
+    #[test]
+    fn next_links_must_stay_on_the_graph_host() {
+        let client = client();
+        assert!(
+            client.check_next_link("https://graph.microsoft.com/v1.0/security/alerts_v2?$skip=1000").is_ok()
+        );
+        for foreign in [
+            "https://evil.example/v1.0/security/alerts_v2?$skip=1000",
+            "http://graph.microsoft.com/v1.0/security/alerts_v2?$skip=1000",
+            "https://graph.microsoft.com:8443/v1.0/security/alerts_v2",
+            "https://graph.microsoft.com.evil.example/x",
+            "/relative",
+        ] {
+            assert!(
+                matches!(client.check_next_link(foreign), Err(GraphError::ForeignNextLink { .. })),
+                "{foreign}"
+            );
+        }
+    }
+
+    #[test]
+    fn entra_codes_come_from_the_list_or_the_description() {
+        let body = EntraErrorBody {
+            error_description: "AADSTS7000222: expired. Trace ID: x".into(),
+            ..Default::default()
+        };
+        assert_eq!(entra_code(&body), Some(7_000_222));
+        assert_eq!(entra_summary("AADSTS50011: bad. Trace ID: 1 Correlation ID: 2"), "AADSTS50011: bad.");
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_secret() {
+        let text = format!("{:?}", client().credentials.0);
+        assert!(!text.contains("s3cr3t-value"));
+    }
+}

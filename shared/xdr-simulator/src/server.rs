@@ -1,0 +1,513 @@
+//! The simulated Entra token endpoint and Graph `alerts_v2`, over real HTTP on loopback.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, RawForm, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::tenant::{SimTenant, SimVersion};
+
+/// A fault applied to the next Graph request(s), in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status (429, 503, 504, 500...) and optional `Retry-After` seconds.
+    Status { status: u16, retry_after: Option<u32> },
+    /// Answer 200 with a body cut in the middle.
+    TruncatedPage,
+    /// Answer 200 with JSON of an unexpected shape (no `value`).
+    UnexpectedShape,
+    /// Treat every token issued so far as expired (the request gets a 401).
+    ExpireTokens,
+    /// Answer normally but with a nextLink pointing at another host.
+    ForeignNextLink,
+    /// Wait this long before answering.
+    Delay(Duration),
+}
+
+/// Order in which alerts are listed (the docs say newest first; don't rely on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListOrder {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+    /// A fixed order unrelated to time (by a hash of the id).
+    Scrambled,
+}
+
+/// One request the simulator served.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub at: std::time::Instant,
+    pub endpoint: &'static str,
+    pub query: String,
+    pub status: u16,
+    pub prefer: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub token_lifetime: TimeDelta,
+    /// Added to every Graph page (Graph's own latency is ~100-500 ms).
+    pub page_latency: Duration,
+    pub order: ListOrder,
+    /// `$top` above this is clamped (Graph clamps at 1000).
+    pub max_page_size: usize,
+    /// Default `$top`.
+    pub default_page_size: usize,
+    /// The client secret has expired (Entra answers AADSTS7000222).
+    pub secret_expired: bool,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            token_lifetime: TimeDelta::seconds(3599),
+            page_latency: Duration::ZERO,
+            order: ListOrder::NewestFirst,
+            max_page_size: 1000,
+            default_page_size: 100,
+            secret_expired: false,
+        }
+    }
+}
+
+pub(crate) struct SimState {
+    pub tenant: SimTenant,
+    pub options: SimOptions,
+    pub tokens: HashMap<String, DateTime<Utc>>,
+    pub faults: VecDeque<Fault>,
+    pub log: Vec<RequestRecord>,
+    pub issued: u64,
+    pub base_url: String,
+}
+
+type Shared = Arc<Mutex<SimState>>;
+
+fn lock(state: &Shared) -> MutexGuard<'_, SimState> {
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct Simulator {
+    base_url: String,
+    state: Shared,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Serves `tenant` on a free loopback port.
+    pub async fn start(tenant: SimTenant, options: SimOptions) -> std::io::Result<Self> {
+        Self::start_on(tenant, options, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    pub async fn start_on(
+        tenant: SimTenant,
+        options: SimOptions,
+        address: SocketAddr,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let state = Arc::new(Mutex::new(SimState {
+            tenant,
+            options,
+            tokens: HashMap::new(),
+            faults: VecDeque::new(),
+            log: Vec::new(),
+            issued: 0,
+            base_url: base_url.clone(),
+        }));
+        let app = Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route("/v1.0/security/alerts_v2", get(alerts))
+            .with_state(state.clone());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(error) = server.await {
+                tracing::error!(%error, "Simulator stopped with an error.");
+            }
+        });
+        Ok(Self { base_url, state, shutdown: Some(shutdown), task: Some(task) })
+    }
+
+    /// `http://127.0.0.1:<port>`: both the login and the Graph base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn tenant_id(&self) -> String {
+        lock(&self.state).tenant.tenant_id.clone()
+    }
+
+    pub fn client_id(&self) -> String {
+        lock(&self.state).tenant.client_id.clone()
+    }
+
+    pub fn client_secret(&self) -> String {
+        lock(&self.state).tenant.client_secret.clone()
+    }
+
+    /// Changes the tenant (add alerts, updates...) while serving.
+    pub fn with_tenant<R>(&self, change: impl FnOnce(&mut SimTenant) -> R) -> R {
+        change(&mut lock(&self.state).tenant)
+    }
+
+    pub fn tenant(&self) -> SimTenant {
+        lock(&self.state).tenant.clone()
+    }
+
+    pub fn options(&self, change: impl FnOnce(&mut SimOptions)) {
+        change(&mut lock(&self.state).options);
+    }
+
+    pub fn push_fault(&self, fault: Fault) {
+        lock(&self.state).faults.push_back(fault);
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.state).log.clone()
+    }
+
+    pub fn access_tokens(&self) -> Vec<String> {
+        lock(&self.state).tokens.keys().cloned().collect()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+fn entra_error(status: StatusCode, error: &str, code: u64, description: &str) -> Response {
+    let trace = "5f1c0000-0000-4000-8000-00000000beef";
+    let body = serde_json::json!({
+        "error": error,
+        "error_description": format!("AADSTS{code}: {description} Trace ID: {trace} Correlation ID: 00000000-0000-0000-0000-000000000000 Timestamp: {}", Utc::now().format("%Y-%m-%d %H:%M:%SZ")),
+        "error_codes": [code],
+        "timestamp": Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        "trace_id": trace,
+        "correlation_id": "00000000-0000-0000-0000-000000000000",
+    });
+    json_response(status, body.to_string())
+}
+
+fn graph_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
+    let body = serde_json::json!({"error": {"code": code, "message": message, "innerError": {"request-id": request_id, "date": Utc::now().to_rfc3339()}}});
+    let mut response = json_response(status, body.to_string());
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("request-id", value);
+    }
+    response
+}
+
+async fn token(State(state): State<Shared>, Path(tenant): Path<String>, RawForm(form): RawForm) -> Response {
+    let fields: HashMap<String, String> = url::form_urlencoded::parse(&form).into_owned().collect();
+    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
+    let mut sim = lock(&state);
+    let response = if tenant != sim.tenant.tenant_id {
+        entra_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90002,
+            &format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
+        )
+    } else if field("grant_type") != "client_credentials" {
+        entra_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        )
+    } else if field("client_id") != sim.tenant.client_id {
+        entra_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!(
+                "Application with identifier '{}' was not found in the directory '{tenant}'.",
+                field("client_id")
+            ),
+        )
+    } else if field("client_secret") != sim.tenant.client_secret {
+        entra_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            &format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                sim.tenant.client_id
+            ),
+        )
+    } else if sim.options.secret_expired {
+        entra_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000222,
+            "The provided client secret keys for app are expired.",
+        )
+    } else if field("scope") != format!("{}/.default", sim.base_url) {
+        entra_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            1002012,
+            &format!("The provided value for scope {} is not valid.", field("scope")),
+        )
+    } else {
+        sim.issued += 1;
+        let value = format!("simtoken.{}.{:016x}", sim.issued, fastish_random(sim.issued));
+        let lifetime = sim.options.token_lifetime;
+        sim.tokens.insert(value.clone(), Utc::now() + lifetime);
+        let body = serde_json::json!({"token_type": "Bearer", "expires_in": lifetime.num_seconds(), "ext_expires_in": lifetime.num_seconds(), "access_token": value});
+        json_response(StatusCode::OK, body.to_string())
+    };
+    sim.log.push(RequestRecord {
+        at: std::time::Instant::now(),
+        endpoint: "token",
+        query: String::new(),
+        status: response.status().as_u16(),
+        prefer: None,
+    });
+    response
+}
+
+fn fastish_random(salt: u64) -> u64 {
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
+    crate::rng::Rng::new(nanos ^ salt.rotate_left(17)).next_u64()
+}
+
+/// A parsed `$filter`: bounds on `lastUpdateDateTime`.
+#[derive(Debug, Default)]
+struct Bounds {
+    lower: Option<(DateTime<Utc>, bool)>,
+    upper: Option<(DateTime<Utc>, bool)>,
+}
+
+impl Bounds {
+    fn parse(filter: &str) -> Result<Self, String> {
+        let mut bounds = Bounds::default();
+        if filter.trim().is_empty() {
+            return Ok(bounds);
+        }
+        for clause in filter.split(" and ") {
+            let parts: Vec<&str> = clause.split_whitespace().collect();
+            let [property, operator, value] = parts.as_slice() else {
+                return Err(format!("Invalid filter clause '{clause}'."));
+            };
+            if *property != "lastUpdateDateTime" {
+                return Err(format!("Filtering on '{property}' is not supported by the simulator."));
+            }
+            let instant = DateTime::parse_from_rfc3339(value)
+                .map_err(|_| format!("'{value}' is not a valid DateTimeOffset."))?
+                .with_timezone(&Utc);
+            match *operator {
+                "ge" => bounds.lower = Some((instant, true)),
+                "gt" => bounds.lower = Some((instant, false)),
+                "le" => bounds.upper = Some((instant, true)),
+                "lt" => bounds.upper = Some((instant, false)),
+                other => return Err(format!("Operator '{other}' is not supported.")),
+            }
+        }
+        Ok(bounds)
+    }
+
+    fn contains(&self, instant: DateTime<Utc>) -> bool {
+        let above = match self.lower {
+            Some((bound, inclusive)) => instant > bound || (inclusive && instant == bound),
+            None => true,
+        };
+        let below = match self.upper {
+            Some((bound, inclusive)) => instant < bound || (inclusive && instant == bound),
+            None => true,
+        };
+        above && below
+    }
+}
+
+fn scramble(id: &str) -> u64 {
+    id.bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+async fn alerts(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let request_id = format!(
+        "{:08x}-sim0-4000-8000-{:012x}",
+        fastish_random(1) >> 32,
+        fastish_random(2) & 0xffff_ffff_ffff
+    );
+    let (fault, latency) = {
+        let mut sim = lock(&state);
+        (sim.faults.pop_front(), sim.options.page_latency)
+    };
+    let mut delay = latency;
+    if let Some(Fault::Delay(extra)) = &fault {
+        delay += *extra;
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut sim = lock(&state);
+    let prefer = headers.get("prefer").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let query_text = {
+        let mut pairs: Vec<_> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.sort();
+        pairs.join("&")
+    };
+    let response = serve_alerts(&mut sim, &headers, &query, fault, &request_id);
+    sim.log.push(RequestRecord {
+        at: std::time::Instant::now(),
+        endpoint: "alerts",
+        query: query_text,
+        status: response.status().as_u16(),
+        prefer,
+    });
+    response
+}
+
+fn serve_alerts(
+    sim: &mut SimState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    fault: Option<Fault>,
+    request_id: &str,
+) -> Response {
+    if fault == Some(Fault::ExpireTokens) {
+        let past = Utc::now() - TimeDelta::seconds(1);
+        sim.tokens.values_mut().for_each(|expiry| *expiry = past);
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let valid = token.and_then(|token| sim.tokens.get(token)).is_some_and(|expiry| *expiry > Utc::now());
+    if !valid {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Lifetime validation failed, the token is expired.",
+            request_id,
+        );
+    }
+    if let Some(Fault::Status { status, retry_after }) = fault {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut response = graph_error(
+            status,
+            if status == StatusCode::TOO_MANY_REQUESTS { "TooManyRequests" } else { "ServiceUnavailable" },
+            "Simulated fault.",
+            request_id,
+        );
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        return response;
+    }
+    if fault == Some(Fault::UnexpectedShape) {
+        return json_response(StatusCode::OK, r#"{"@odata.context":"x","items":[]}"#.into());
+    }
+    let bounds = match Bounds::parse(query.get("$filter").map(String::as_str).unwrap_or("")) {
+        Ok(bounds) => bounds,
+        Err(message) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", &message, request_id),
+    };
+    let top = query
+        .get("$top")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(sim.options.default_page_size)
+        .clamp(1, sim.options.max_page_size);
+    let skip = query.get("$skip").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let now = Utc::now();
+    let mut listed: Vec<&SimVersion> =
+        sim.tenant.current_versions(now).into_iter().filter(|v| bounds.contains(v.last_update)).collect();
+    match sim.options.order {
+        ListOrder::NewestFirst => {
+            listed.sort_by(|a, b| b.last_update.cmp(&a.last_update).then(a.id.cmp(&b.id)))
+        }
+        ListOrder::OldestFirst => {
+            listed.sort_by(|a, b| a.last_update.cmp(&b.last_update).then(a.id.cmp(&b.id)))
+        }
+        ListOrder::Scrambled => listed.sort_by_key(|v| scramble(&v.id)),
+    }
+    let total = listed.len();
+    let page: Vec<&str> = listed.iter().skip(skip).take(top).map(|v| v.body.as_str()).collect();
+    let mut body = format!(r#"{{"@odata.context":"{}/v1.0/$metadata#security/alerts_v2","#, sim.base_url);
+    if query.get("$count").is_some_and(|v| v == "true") {
+        body.push_str(&format!(r#""@odata.count":{total},"#));
+    }
+    body.push_str(r#""value":["#);
+    body.push_str(&page.join(","));
+    body.push(']');
+    if skip + top < total {
+        let host = if fault == Some(Fault::ForeignNextLink) {
+            "http://graph.attacker.example".to_owned()
+        } else {
+            sim.base_url.clone()
+        };
+        let filter = query.get("$filter").map(String::as_str).unwrap_or("");
+        body.push_str(&format!(
+            r#","@odata.nextLink":"{host}/v1.0/security/alerts_v2?$filter={}&$top={top}&$skip={}""#,
+            encode(filter),
+            skip + top
+        ));
+    }
+    body.push('}');
+    if fault == Some(Fault::TruncatedPage) {
+        body.truncate(body.len() / 2);
+    }
+    let mut response = json_response(StatusCode::OK, body);
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("request-id", value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_range_filters() {
+        let bounds = Bounds::parse("lastUpdateDateTime ge 2026-01-01T00:00:00.0000000Z and lastUpdateDateTime lt 2026-01-02T00:00:00Z").unwrap();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert!(bounds.contains(at("2026-01-01T00:00:00Z")));
+        assert!(!bounds.contains(at("2026-01-02T00:00:00Z")));
+        assert!(!bounds.contains(at("2025-12-31T23:59:59.9999999Z")));
+        assert!(Bounds::parse("status eq 'new'").is_err());
+    }
+}

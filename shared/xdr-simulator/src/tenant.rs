@@ -1,0 +1,271 @@
+//! A simulated tenant: alerts, each with the versions Graph has shown over time.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::alerts::{alert_id, new_alert, next_version};
+use crate::rng::Rng;
+
+/// One version of one alert: what Graph lists for it from `visible_at` on, until a newer one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SimVersion {
+    pub id: String,
+    pub last_update: DateTime<Utc>,
+    /// Graph shows a version some time after its `lastUpdateDateTime` (late visibility).
+    pub visible_at: DateTime<Utc>,
+    /// The exact JSON text Graph sends for it.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimTenant {
+    pub tenant_id: String,
+    pub client_id: String,
+    /// The simulated app's secret (a fake one; never a real credential).
+    pub client_secret: String,
+    pub seed: u64,
+    /// Alerts created so far (the next alert's number).
+    pub created: u64,
+    /// Until when the tenant's activity has been generated.
+    pub active_until: DateTime<Utc>,
+    pub versions: Vec<SimVersion>,
+    /// Index of each alert's newest version in `versions` (rebuilt after loading).
+    #[serde(skip)]
+    latest: HashMap<String, usize>,
+}
+
+/// How busy the tenant is when it produces activity on its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Activity {
+    pub new_alerts: u64,
+    pub updates: u64,
+    /// Of those, how many become visible late (up to 10 minutes after their timestamp).
+    pub late: u64,
+    /// Of the updates, how many share one instant (a bulk action by an analyst).
+    pub bulk: u64,
+}
+
+impl SimTenant {
+    pub fn new(seed: u64, now: DateTime<Utc>) -> Self {
+        let mut rng = Rng::new(seed);
+        Self {
+            tenant_id: rng.guid(),
+            client_id: rng.guid(),
+            client_secret: format!("sim~{:016x}{:016x}", rng.next_u64(), rng.next_u64()),
+            seed,
+            created: 0,
+            active_until: now,
+            versions: Vec::new(),
+            latest: HashMap::new(),
+        }
+    }
+
+    /// A tenant with `alerts` alerts created over `[now - history, now)`, many updated since,
+    /// groups of them in bulk at one shared instant, and some visible late (a few not yet).
+    pub fn with_history(seed: u64, now: DateTime<Utc>, history: TimeDelta, alerts: u64) -> Self {
+        let mut tenant = Self::new(seed, now - history);
+        let mut rng = Rng::new(seed ^ 0x5eed);
+        let step = history / (alerts.max(1) as i32);
+        for n in 0..alerts {
+            let created = now - history + step * (n as i32) + jitter(&mut rng, step);
+            let created = created.min(now - TimeDelta::seconds(1));
+            let delay = visible_after(&mut rng, 5);
+            let id = tenant.add_alert(created, delay).id.clone();
+            let mut at = created;
+            for _ in 0..rng.below(3) {
+                at += TimeDelta::milliseconds(rng.below(6 * 3600 * 1000) as i64 + 1);
+                if at >= now {
+                    break;
+                }
+                let delay = visible_after(&mut rng, 5);
+                tenant.add_update(&id, at, delay, &mut rng);
+            }
+        }
+        // Bulk actions: an analyst closes a batch of alerts at once, so they share one instant.
+        let history_millis = history.num_milliseconds().max(1) as u64;
+        for _ in 0..(alerts / 100 + 1) {
+            let at = now - history
+                + TimeDelta::milliseconds(rng.below(history_millis) as i64)
+                + TimeDelta::nanoseconds(1_234_500);
+            let mut candidates: Vec<String> = tenant
+                .latest
+                .iter()
+                .filter(|(_, index)| tenant.versions[**index].last_update < at)
+                .map(|(id, _)| id.clone())
+                .collect();
+            candidates.sort();
+            let chosen: Vec<String> = candidates.into_iter().filter(|_| rng.chance(40)).take(60).collect();
+            for id in chosen {
+                tenant.add_update(&id, at.min(now - TimeDelta::milliseconds(1)), TimeDelta::zero(), &mut rng);
+            }
+        }
+        tenant.active_until = now;
+        tenant
+    }
+
+    /// Creates a new alert at `created`, visible `delay` later.
+    pub fn add_alert(&mut self, created: DateTime<Utc>, delay: TimeDelta) -> &SimVersion {
+        let n = self.created;
+        self.created += 1;
+        let created = tick(created);
+        let body = new_alert(self.seed, n, created, &self.tenant_id).to_string();
+        let id = alert_id(self.seed, n);
+        self.latest.insert(id.clone(), self.versions.len());
+        self.versions.push(SimVersion { id, last_update: created, visible_at: created + delay, body });
+        &self.versions[self.versions.len() - 1]
+    }
+
+    /// Adds the next lifecycle version of alert `id` at `at`, visible `delay` later.
+    pub fn add_update(
+        &mut self,
+        id: &str,
+        at: DateTime<Utc>,
+        delay: TimeDelta,
+        rng: &mut Rng,
+    ) -> Option<&SimVersion> {
+        let at = tick(at);
+        self.rebuild_index_if_needed();
+        let latest = &self.versions[*self.latest.get(id)?];
+        if at <= latest.last_update {
+            return None;
+        }
+        let previous: Value = serde_json::from_str(&latest.body).ok()?;
+        let body = next_version(&previous, at, rng).to_string();
+        self.latest.insert(id.to_owned(), self.versions.len());
+        self.versions.push(SimVersion { id: id.to_owned(), last_update: at, visible_at: at + delay, body });
+        self.versions.last()
+    }
+
+    fn rebuild_index_if_needed(&mut self) {
+        if self.latest.is_empty() && !self.versions.is_empty() {
+            for (index, version) in self.versions.iter().enumerate() {
+                let newer = self
+                    .latest
+                    .get(&version.id)
+                    .is_none_or(|known| self.versions[*known].last_update < version.last_update);
+                if newer {
+                    self.latest.insert(version.id.clone(), index);
+                }
+            }
+        }
+    }
+
+    /// Activity "now": new alerts and updates with timestamps just before `now`, some shown late.
+    pub fn produce(&mut self, now: DateTime<Utc>, activity: Activity) {
+        let mut rng = Rng::new(self.seed ^ self.versions.len() as u64 ^ now.timestamp_micros() as u64);
+        for i in 0..activity.new_alerts {
+            let late = i < activity.late;
+            let created = now - TimeDelta::milliseconds(rng.below(20_000) as i64 + 1);
+            // A late one carries an older timestamp that Graph only shows now.
+            let (created, delay) = if late {
+                (now - TimeDelta::minutes(9), TimeDelta::minutes(9))
+            } else {
+                (created, TimeDelta::zero())
+            };
+            self.add_alert(created, delay);
+        }
+        let mut ids = self.open_alert_ids(now);
+        ids.sort();
+        let bulk_at = now - TimeDelta::milliseconds(rng.below(5_000) as i64 + 1);
+        for i in 0..activity.updates.min(ids.len() as u64) {
+            let id = ids[rng.below(ids.len() as u64) as usize].clone();
+            let at = if i < activity.bulk {
+                bulk_at
+            } else {
+                now - TimeDelta::milliseconds(rng.below(20_000) as i64 + 1)
+            };
+            self.add_update(&id, at, TimeDelta::zero(), &mut rng);
+        }
+        self.active_until = self.active_until.max(now);
+    }
+
+    /// Activity for the time that passed since `active_until` (about one new alert every two
+    /// minutes and an update every three), so a tenant left alone has news when it is back.
+    pub fn catch_up(&mut self, now: DateTime<Utc>) -> Activity {
+        let elapsed = (now - self.active_until).max(TimeDelta::zero()).min(TimeDelta::days(7));
+        let minutes = elapsed.num_minutes() as u64;
+        let activity =
+            Activity { new_alerts: (minutes / 2).max(3), updates: (minutes / 3).max(4), late: 1, bulk: 2 };
+        self.produce(now, activity);
+        activity
+    }
+
+    fn open_alert_ids(&self, now: DateTime<Utc>) -> Vec<String> {
+        self.current_versions(now)
+            .into_iter()
+            .filter(|v| !v.body.contains("\"status\":\"resolved\""))
+            .map(|v| v.id.clone())
+            .collect()
+    }
+
+    /// What Graph lists at `now`: each alert's newest version that is visible.
+    pub fn current_versions(&self, now: DateTime<Utc>) -> Vec<&SimVersion> {
+        let mut latest: HashMap<&str, &SimVersion> = HashMap::new();
+        for version in self.versions.iter().filter(|v| v.visible_at <= now) {
+            let entry = latest.entry(version.id.as_str()).or_insert(version);
+            if version.last_update > entry.last_update {
+                *entry = version;
+            }
+        }
+        latest.into_values().collect()
+    }
+}
+
+fn jitter(rng: &mut Rng, step: TimeDelta) -> TimeDelta {
+    let nanos = step.num_nanoseconds().unwrap_or(0).max(1) as u64;
+    TimeDelta::nanoseconds((rng.below(nanos) / 2) as i64)
+}
+
+/// Most versions show at once; `late_percent` of them up to 10 minutes late.
+fn visible_after(rng: &mut Rng, late_percent: u64) -> TimeDelta {
+    if rng.chance(late_percent) { TimeDelta::seconds(rng.below(600) as i64 + 1) } else { TimeDelta::zero() }
+}
+
+/// Graph's 100 ns tick.
+fn tick(instant: DateTime<Utc>) -> DateTime<Utc> {
+    let nanos = instant.timestamp_subsec_nanos();
+    instant - TimeDelta::nanoseconds(i64::from(nanos % 100))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-28T06:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn history_is_deterministic_and_realistic() {
+        let a = SimTenant::with_history(7, now(), TimeDelta::days(2), 300);
+        let b = SimTenant::with_history(7, now(), TimeDelta::days(2), 300);
+        assert!(a.versions == b.versions, "the same seed gives the same tenant");
+        assert!(a.versions.len() > 350, "updates were generated: {}", a.versions.len());
+        let sizes: usize = a.versions.iter().map(|v| v.body.len()).sum();
+        let average = sizes / a.versions.len();
+        assert!((2500..6000).contains(&average), "average alert size {average}");
+        let mut instants: HashMap<DateTime<Utc>, usize> = HashMap::new();
+        for version in &a.versions {
+            *instants.entry(version.last_update).or_default() += 1;
+            let parsed: Value = serde_json::from_str(&version.body).unwrap();
+            assert_eq!(parsed["id"], Value::String(version.id.clone()));
+        }
+        assert!(instants.values().any(|n| *n > 3), "some versions share one instant");
+        assert!(a.versions.iter().any(|v| v.visible_at > v.last_update), "some are visible late");
+        assert!(a.versions.iter().any(|v| v.body.contains("quantumEntanglementEvidence")));
+    }
+
+    #[test]
+    fn produced_activity_shows_up_as_current_versions() {
+        let mut tenant = SimTenant::with_history(1, now(), TimeDelta::hours(6), 50);
+        let before = tenant.current_versions(now()).len();
+        tenant.produce(
+            now() + TimeDelta::minutes(1),
+            Activity { new_alerts: 5, updates: 10, late: 1, bulk: 3 },
+        );
+        assert_eq!(tenant.current_versions(now() + TimeDelta::minutes(1)).len(), before + 5);
+    }
+}
