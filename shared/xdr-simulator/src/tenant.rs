@@ -108,6 +108,7 @@ impl SimTenant {
 
     /// Creates a new alert at `created`, visible `delay` later.
     pub fn add_alert(&mut self, created: DateTime<Utc>, delay: TimeDelta) -> &SimVersion {
+        self.rebuild_index_if_needed();
         let n = self.created;
         self.created += 1;
         let created = tick(created);
@@ -153,33 +154,37 @@ impl SimTenant {
         }
     }
 
-    /// Activity "now": new alerts and updates with timestamps just before `now`, some shown late.
-    pub fn produce(&mut self, now: DateTime<Utc>, activity: Activity) {
+    /// Activity "now": new alerts and updates (each to a different open alert) with timestamps
+    /// just before `now`, some shown late. Returns what was actually applied.
+    pub fn produce(&mut self, now: DateTime<Utc>, activity: Activity) -> Activity {
         let mut rng = Rng::new(self.seed ^ self.versions.len() as u64 ^ now.timestamp_micros() as u64);
+        let mut applied = Activity { new_alerts: 0, updates: 0, late: 0, bulk: 0 };
         for i in 0..activity.new_alerts {
             let late = i < activity.late;
-            let created = now - TimeDelta::milliseconds(rng.below(20_000) as i64 + 1);
             // A late one carries an older timestamp that Graph only shows now.
             let (created, delay) = if late {
                 (now - TimeDelta::minutes(9), TimeDelta::minutes(9))
             } else {
-                (created, TimeDelta::zero())
+                (now - TimeDelta::milliseconds(rng.below(20_000) as i64 + 1), TimeDelta::zero())
             };
             self.add_alert(created, delay);
+            applied.new_alerts += 1;
+            applied.late += u64::from(late);
         }
         let mut ids = self.open_alert_ids(now);
         ids.sort();
         let bulk_at = now - TimeDelta::milliseconds(rng.below(5_000) as i64 + 1);
-        for i in 0..activity.updates.min(ids.len() as u64) {
-            let id = ids[rng.below(ids.len() as u64) as usize].clone();
-            let at = if i < activity.bulk {
-                bulk_at
-            } else {
-                now - TimeDelta::milliseconds(rng.below(20_000) as i64 + 1)
-            };
-            self.add_update(&id, at, TimeDelta::zero(), &mut rng);
+        while applied.updates < activity.updates && !ids.is_empty() {
+            let id = ids.swap_remove(rng.below(ids.len() as u64) as usize);
+            let bulk = applied.bulk < activity.bulk;
+            let at = if bulk { bulk_at } else { now - TimeDelta::milliseconds(rng.below(20_000) as i64 + 1) };
+            if self.add_update(&id, at, TimeDelta::zero(), &mut rng).is_some() {
+                applied.updates += 1;
+                applied.bulk += u64::from(bulk);
+            }
         }
         self.active_until = self.active_until.max(now);
+        applied
     }
 
     /// Activity for the time that passed since `active_until` (about one new alert every two
@@ -262,10 +267,22 @@ mod tests {
     fn produced_activity_shows_up_as_current_versions() {
         let mut tenant = SimTenant::with_history(1, now(), TimeDelta::hours(6), 50);
         let before = tenant.current_versions(now()).len();
-        tenant.produce(
+        let versions = tenant.versions.len();
+        let applied = tenant.produce(
             now() + TimeDelta::minutes(1),
             Activity { new_alerts: 5, updates: 10, late: 1, bulk: 3 },
         );
+        assert_eq!((applied.new_alerts, applied.updates, applied.late, applied.bulk), (5, 10, 1, 3));
+        assert_eq!(tenant.versions.len(), versions + 15);
         assert_eq!(tenant.current_versions(now() + TimeDelta::minutes(1)).len(), before + 5);
+    }
+
+    #[test]
+    fn a_tenant_loaded_from_json_keeps_updating_old_alerts() {
+        let tenant = SimTenant::with_history(3, now(), TimeDelta::hours(6), 40);
+        let mut loaded: SimTenant = serde_json::from_str(&serde_json::to_string(&tenant).unwrap()).unwrap();
+        let applied = loaded
+            .produce(now() + TimeDelta::minutes(1), Activity { new_alerts: 2, updates: 8, late: 0, bulk: 0 });
+        assert_eq!(applied.updates, 8, "updates reach alerts created before the save");
     }
 }

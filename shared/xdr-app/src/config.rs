@@ -1,0 +1,299 @@
+//! Configuration: every setting parsed once, into typed values, with its default here.
+//! Parsing takes a lookup function so tests pass a map instead of changing the environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use secrecy::SecretString;
+use xdr_core::OutputLayout;
+use xdr_core::layout::{DEFAULT_OUTPUT_PREFIX, DEFAULT_QUARANTINE_PREFIX};
+use xdr_core::settings::{
+    DEFAULT_FINISH_RESERVE_MILLIS, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_PAGES_PER_SLICE,
+    DEFAULT_OVERLAP_MINUTES, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SyncSettings,
+};
+use xdr_core::timeutil::parse_instant;
+use xdr_graph::{Cloud, Endpoints, GraphSettings, RetryPolicy};
+
+pub const DEFAULT_HTTP_TIMEOUT_SECONDS: u64 = 30;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+pub const DEFAULT_OUTPUT_DIR: &str = "xdr-output";
+pub const DEFAULT_STATE_FILE: &str = "xdr-state/sync-state.json";
+
+/// A setting that is missing or malformed: which one, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(setting: &'static str, problem: impl Into<String>) -> Self {
+        Self { setting, problem: problem.into() }
+    }
+}
+
+/// What every mode needs: where the tenant is, and how the engine behaves.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub tenant_id: String,
+    pub cloud: Cloud,
+    pub endpoints: Endpoints,
+    pub engine: SyncSettings,
+    pub http_timeout: Duration,
+    pub max_attempts: u32,
+}
+
+/// What a local run needs on top: credentials and the local places for output and state.
+#[derive(Clone)]
+pub struct LocalConfig {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub output_dir: PathBuf,
+    pub state_file: PathBuf,
+    /// Stop (and save progress) after this long; `None`: run to completion.
+    pub run_timeout: Option<Duration>,
+}
+
+/// Reads settings: empty values count as unset.
+pub struct Settings<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Settings<F> {
+    pub fn new(lookup: F) -> Self {
+        Self { lookup }
+    }
+
+    pub fn optional(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty())
+    }
+
+    pub fn required(&self, name: &'static str, hint: &str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or_else(|| ConfigError::new(name, format!("is not set; {hint}")))
+    }
+
+    pub fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        name: &'static str,
+        default: T,
+        min: T,
+        max: T,
+    ) -> Result<T, ConfigError> {
+        let Some(text) = self.optional(name) else { return Ok(default) };
+        let value: T = text.parse().map_err(|_| {
+            ConfigError::new(name, format!("`{text}` is not a whole number between {min} and {max}"))
+        })?;
+        if value < min || value > max {
+            return Err(ConfigError::new(name, format!("{value} is out of range; use {min} to {max}")));
+        }
+        Ok(value)
+    }
+
+    pub fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.optional(name).map(|value| value.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(value) if matches!(value.as_str(), "true" | "1" | "yes") => Ok(true),
+            Some(value) if matches!(value.as_str(), "false" | "0" | "no") => Ok(false),
+            Some(value) => Err(ConfigError::new(name, format!("`{value}` is not true or false"))),
+        }
+    }
+}
+
+impl SyncConfig {
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, ConfigError> {
+        let settings = Settings::new(lookup);
+        let tenant_id =
+            settings.required("TENANT_ID", "set it to the Entra tenant id (a GUID) or its primary domain")?;
+        if tenant_id.contains(['/', '?', '#', ' ']) {
+            return Err(ConfigError::new("TENANT_ID", format!("`{tenant_id}` is not a tenant id or domain")));
+        }
+        let cloud = match settings.optional("CLOUD") {
+            Some(text) => {
+                text.parse::<Cloud>().map_err(|error| ConfigError::new("CLOUD", error.to_string()))?
+            }
+            None => Cloud::Global,
+        };
+        let endpoints = Endpoints::for_cloud(
+            cloud,
+            settings.optional("LOGIN_BASE_URL").as_deref(),
+            settings.optional("GRAPH_BASE_URL").as_deref(),
+        )
+        .map_err(|error| ConfigError::new(error.setting, error.to_string()))?;
+
+        let layout = OutputLayout::new(
+            &settings.optional("OUTPUT_PREFIX").unwrap_or_else(|| DEFAULT_OUTPUT_PREFIX.into()),
+            &settings.optional("QUARANTINE_PREFIX").unwrap_or_else(|| DEFAULT_QUARANTINE_PREFIX.into()),
+        )
+        .map_err(|error| {
+            let setting = match &error {
+                xdr_core::layout::LayoutError::Empty { setting }
+                | xdr_core::layout::LayoutError::BadSegment { setting, .. } => setting,
+                xdr_core::layout::LayoutError::Overlap { .. } => "QUARANTINE_PREFIX",
+            };
+            ConfigError::new(setting, error.to_string())
+        })?;
+        let backfill_start = match settings.optional("BACKFILL_START") {
+            None => None,
+            Some(text) => {
+                let start = parse_instant(&text).ok_or_else(|| {
+                    ConfigError::new(
+                        "BACKFILL_START",
+                        format!("`{text}` is not an RFC 3339 time like 2026-11-01T00:00:00Z"),
+                    )
+                })?;
+                if start > now {
+                    return Err(ConfigError::new("BACKFILL_START", format!("{text} is in the future")));
+                }
+                Some(start)
+            }
+        };
+        let overlap_minutes = settings.number("OVERLAP_MINUTES", DEFAULT_OVERLAP_MINUTES, 0, 24 * 60)?;
+        let page_size = settings.number("PAGE_SIZE", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)?;
+        let max_pages_per_slice =
+            settings.number("MAX_PAGES_PER_SLICE", DEFAULT_MAX_PAGES_PER_SLICE, 1, 100)?;
+        let max_object_mb =
+            settings.number("MAX_OBJECT_MB", (DEFAULT_MAX_OBJECT_BYTES / (1024 * 1024)) as u64, 1, 1024)?;
+        let finish_reserve_ms =
+            settings.number("FINISH_RESERVE_MS", DEFAULT_FINISH_RESERVE_MILLIS, 100, 60_000)?;
+        let http_timeout = settings.number("HTTP_TIMEOUT_SECONDS", DEFAULT_HTTP_TIMEOUT_SECONDS, 1, 900)?;
+        let max_attempts = settings.number("MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1, 20)?;
+
+        Ok(Self {
+            tenant_id,
+            cloud,
+            endpoints,
+            engine: SyncSettings {
+                layout,
+                overlap: TimeDelta::minutes(overlap_minutes),
+                page_size,
+                max_pages_per_slice,
+                max_object_bytes: (max_object_mb as usize) * 1024 * 1024,
+                backfill_start,
+                finish_reserve: TimeDelta::milliseconds(finish_reserve_ms),
+            },
+            http_timeout: Duration::from_secs(http_timeout),
+            max_attempts,
+        })
+    }
+
+    pub fn graph_settings(&self) -> GraphSettings {
+        GraphSettings {
+            tenant_id: self.tenant_id.clone(),
+            endpoints: self.endpoints.clone(),
+            request_timeout: self.http_timeout,
+            retry: RetryPolicy { max_attempts: self.max_attempts, ..RetryPolicy::default() },
+        }
+    }
+}
+
+impl LocalConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let settings = Settings::new(lookup);
+        let client_id =
+            settings.required("CLIENT_ID", "set it to the app registration's Application (client) ID")?;
+        let client_secret = SecretString::from(settings.required(
+            "CLIENT_SECRET",
+            "set it to the Value of a client secret of the app registration (not its Secret ID)",
+        )?);
+        let run_timeout = match settings.number("RUN_TIMEOUT_SECONDS", 0u64, 0, 7 * 24 * 3600)? {
+            0 => None,
+            seconds => Some(Duration::from_secs(seconds)),
+        };
+        Ok(Self {
+            client_id,
+            client_secret,
+            output_dir: PathBuf::from(
+                settings.optional("OUTPUT_DIR").unwrap_or_else(|| DEFAULT_OUTPUT_DIR.into()),
+            ),
+            state_file: PathBuf::from(
+                settings.optional("STATE_FILE").unwrap_or_else(|| DEFAULT_STATE_FILE.into()),
+            ),
+            run_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn now() -> DateTime<Utc> {
+        parse_instant("2026-11-28T06:00:00Z").unwrap()
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<SyncConfig, ConfigError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        SyncConfig::from_lookup(|name| map.get(name).cloned(), now())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_tenant_is_set() {
+        let config = parse(&[("TENANT_ID", "contoso.onmicrosoft.com")]).unwrap();
+        assert_eq!(config.cloud, Cloud::Global);
+        assert_eq!(config.endpoints.graph.as_str(), "https://graph.microsoft.com/");
+        assert_eq!(config.engine.layout.data_prefix(), "defender-xdr/alerts");
+        assert_eq!(config.engine.overlap, TimeDelta::minutes(15));
+        assert_eq!(config.engine.page_size, 1000);
+        assert_eq!(config.engine.max_object_bytes, 32 * 1024 * 1024);
+        assert_eq!(config.engine.backfill_start, None);
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "TENANT_ID"),
+            (&[("TENANT_ID", "t"), ("CLOUD", "mars")], "CLOUD"),
+            (&[("TENANT_ID", "t"), ("GRAPH_BASE_URL", "graph")], "GRAPH_BASE_URL"),
+            (&[("TENANT_ID", "t"), ("LOGIN_BASE_URL", "ftp://x")], "LOGIN_BASE_URL"),
+            (&[("TENANT_ID", "t"), ("BACKFILL_START", "last week")], "BACKFILL_START"),
+            (&[("TENANT_ID", "t"), ("BACKFILL_START", "2027-01-01T00:00:00Z")], "BACKFILL_START"),
+            (&[("TENANT_ID", "t"), ("PAGE_SIZE", "5000")], "PAGE_SIZE"),
+            (&[("TENANT_ID", "t"), ("PAGE_SIZE", "many")], "PAGE_SIZE"),
+            (&[("TENANT_ID", "t"), ("OVERLAP_MINUTES", "-1")], "OVERLAP_MINUTES"),
+            (&[("TENANT_ID", "t"), ("OUTPUT_PREFIX", "a//b")], "OUTPUT_PREFIX"),
+            (
+                &[("TENANT_ID", "t"), ("OUTPUT_PREFIX", "x"), ("QUARANTINE_PREFIX", "x/q")],
+                "QUARANTINE_PREFIX",
+            ),
+            (&[("TENANT_ID", "t"), ("MAX_OBJECT_MB", "0")], "MAX_OBJECT_MB"),
+            (&[("TENANT_ID", "a/b")], "TENANT_ID"),
+        ];
+        for (pairs, setting) in cases {
+            let error = parse(pairs).expect_err(setting);
+            assert_eq!(error.setting, *setting, "{error}");
+            assert!(error.to_string().contains(setting));
+        }
+    }
+
+    #[test]
+    fn backfill_start_and_overrides_are_read() {
+        let config = parse(&[
+            ("TENANT_ID", "t"),
+            ("CLOUD", "usgov"),
+            ("GRAPH_BASE_URL", "http://127.0.0.1:9000"),
+            ("BACKFILL_START", "2026-11-01T00:00:00Z"),
+            ("OUTPUT_PREFIX", "/lake/xdr/"),
+        ])
+        .unwrap();
+        assert_eq!(config.endpoints.login.as_str(), "https://login.microsoftonline.us/");
+        assert_eq!(config.endpoints.graph.as_str(), "http://127.0.0.1:9000/");
+        assert_eq!(config.engine.backfill_start, parse_instant("2026-11-01T00:00:00Z"));
+        assert_eq!(config.engine.layout.data_prefix(), "lake/xdr");
+    }
+
+    #[test]
+    fn local_settings_need_credentials() {
+        let error = LocalConfig::from_lookup(|_| None).err().unwrap();
+        assert_eq!(error.setting, "CLIENT_ID");
+        let error =
+            LocalConfig::from_lookup(|name| (name == "CLIENT_ID").then(|| "id".into())).err().unwrap();
+        assert_eq!(error.setting, "CLIENT_SECRET");
+    }
+}
