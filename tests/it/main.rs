@@ -1,1 +1,5 @@
+//! Integration tests: the real Graph client and engine, over HTTP, against the simulated
+//! tenant, writing into local folders. One test binary, several modules.
 
+mod graph_client;
+mod sync;

@@ -20,6 +20,8 @@ use crate::tenant::{SimTenant, SimVersion};
 /// A fault applied to the next Graph request(s), in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
+    /// No fault for this request (to place a later fault at the n-th request).
+    Pass,
     /// Answer with this status (429, 503, 504, 500...) and optional `Retry-After` seconds.
     Status { status: u16, retry_after: Option<u32> },
     /// Answer 200 with a body cut in the middle.
