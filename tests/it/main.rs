@@ -2,4 +2,5 @@
 //! tenant, writing into local folders. One test binary, several modules.
 
 mod graph_client;
+mod lambda_sync;
 mod sync;

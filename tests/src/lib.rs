@@ -1,5 +1,11 @@
 //! Shared helpers for the integration tests: a simulated tenant plus a local output folder,
-//! and checks of what landed there against the tenant's ground truth.
+//! the local AWS stand-in, a Lambda Runtime API, and the function binaries; and checks of what
+//! landed against the tenant's ground truth.
+
+pub mod aws;
+pub mod function;
+pub mod moto;
+pub mod runtime_api;
 
 use std::collections::BTreeMap;
 use std::io::Read;

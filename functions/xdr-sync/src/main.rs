@@ -1,8 +1,13 @@
 //! `xdr-sync`: pulls new and updated Microsoft Defender XDR alerts from Graph.
 //!
-//! Outside Lambda it runs locally: `xdr-sync` syncs the tenant configured by the environment
+//! Under Lambda (`AWS_LAMBDA_RUNTIME_API` set) it serves scheduled invocations: credentials from
+//! Secrets Manager, state in DynamoDB, objects in S3. Outside Lambda it runs locally: `xdr-sync` syncs the tenant configured by the environment
 //! into a folder, `xdr-sync demo` shows the whole job against a simulated tenant, and
 //! `xdr-sync simulate` serves the simulated tenant for your own experiments.
+
+// The Lambda runtime's future wraps the handler's (AWS SDK calls inside): deeper than the
+// default limit of the compiler's layout query.
+#![recursion_limit = "256"]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +15,7 @@ use std::process::ExitCode;
 use chrono::{TimeDelta, Utc};
 use clap::{Parser, Subcommand};
 use xdr_app::demo::{DemoOptions, run_demo};
+use xdr_app::lambda::{SyncFunction, report_init_error};
 use xdr_app::local::run_local;
 use xdr_app::report::{describe_folder, describe_run};
 use xdr_app::{AppError, LocalConfig, SyncConfig, logging};
@@ -50,7 +56,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let under_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let cli = if under_lambda { Cli { command: None } } else { Cli::parse() };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -59,6 +66,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        if under_lambda {
+            return lambda().await;
+        }
         match cli.command.unwrap_or(Command::Sync) {
             Command::Sync => sync().await,
             Command::Demo { dir, throttle } => {
@@ -77,6 +87,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Lambda: configuration read and clients built once, then one handler call per invocation.
+async fn lambda() -> Result<(), AppError> {
+    logging::init("info");
+    let function = match SyncFunction::from_env().await {
+        Ok(function) => function,
+        Err(error) => {
+            tracing::error!(error = %error, error_type = error.kind(), "Start-up failed.");
+            report_init_error(&error).await;
+            return Err(error);
+        }
+    };
+    let function = &function;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| async move { function.handle(event).await }))
+        .await
+        .map_err(|error| AppError::Http(format!("the Lambda runtime stopped: {error}")))
 }
 
 async fn sync() -> Result<(), AppError> {

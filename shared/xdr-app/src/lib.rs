@@ -3,6 +3,7 @@
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod lambda;
 pub mod local;
 pub mod logging;
 pub mod report;

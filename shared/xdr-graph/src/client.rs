@@ -296,7 +296,11 @@ impl<P: CredentialProvider> GraphClient<P> {
                         .map(|after| self.settings.retry.delay(attempt, Some(after)))
                         .unwrap_or_else(|| self.settings.retry.delay(attempt, None))
                 }
-                Ok(response) => return Err(self.token_error(response, &credentials.client_id).await),
+                Ok(response) => {
+                    let error = self.token_error(response, &credentials.client_id).await;
+                    self.credentials.invalidate().await;
+                    return Err(error);
+                }
                 Err(error) if is_retryable_transport(&error) => {
                     warn!(error = %error.without_url(), attempt, "Token request failed; retrying.");
                     self.settings.retry.delay(attempt, None)

@@ -23,6 +23,11 @@ impl std::fmt::Debug for ClientCredentials {
 pub trait CredentialProvider: Send + Sync {
     /// Current credentials. Called before each token request, so a rotated secret is used.
     fn credentials(&self) -> impl Future<Output = Result<ClientCredentials, String>> + Send;
+
+    /// Forgets cached credentials (Entra rejected them; a rotated secret may be waiting).
+    fn invalidate(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Fixed credentials (local runs, tests).

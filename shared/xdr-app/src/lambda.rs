@@ -1,0 +1,193 @@
+//! The Lambda side: configuration of the AWS adapters, the `xdr-sync` handler, error types,
+//! and reporting a failed start-up to the Runtime API.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+use xdr_aws::{AwsClients, DynamoLease, DynamoStateStore, LeaseOutcome, S3Sink, SecretsManagerCredentials};
+use xdr_core::{AlertSource, EngineError, Ports, RunRequest, SystemClock, run_sync};
+use xdr_graph::{GraphClient, http_client};
+
+use crate::config::{ConfigError, Settings, SyncConfig};
+use crate::error::AppError;
+use crate::local::new_run_id;
+
+pub const DEFAULT_SECRET_CACHE_SECONDS: u64 = 300;
+/// Kept back from Lambda's deadline for releasing the lease and answering the Runtime API.
+const HANDLER_MARGIN: TimeDelta = TimeDelta::milliseconds(250);
+
+/// Where the functions keep things on AWS.
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    pub credentials_secret_id: String,
+    pub state_table: String,
+    pub output_bucket: String,
+    pub s3_force_path_style: bool,
+    pub secret_cache: Duration,
+}
+
+impl AwsConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let settings = Settings::new(lookup);
+        Ok(Self {
+            credentials_secret_id: settings.required(
+                "CREDENTIALS_SECRET_ID",
+                "set it to the name or ARN of the Secrets Manager secret holding {\"client_id\", \"client_secret\"}",
+            )?,
+            state_table: settings.required("STATE_TABLE", "set it to the DynamoDB table (string partition key `pk`)")?,
+            output_bucket: settings.required("OUTPUT_BUCKET", "set it to the S3 bucket for the alerts")?,
+            s3_force_path_style: settings.flag("S3_FORCE_PATH_STYLE", false)?,
+            secret_cache: Duration::from_secs(settings.number(
+                "SECRET_CACHE_SECONDS",
+                DEFAULT_SECRET_CACHE_SECONDS,
+                0,
+                86_400,
+            )?),
+        })
+    }
+}
+
+impl From<AppError> for Diagnostic {
+    fn from(error: AppError) -> Self {
+        Diagnostic { error_type: error.kind().to_owned(), error_message: error.to_string() }
+    }
+}
+
+/// Reports a start-up failure to `/runtime/init/error`, as Lambda expects, so the message
+/// naming the bad setting shows up in the invocation's error and the logs.
+pub async fn report_init_error(error: &AppError) {
+    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else { return };
+    let Ok(http) = http_client() else { return };
+    let body = json!({"errorType": error.kind(), "errorMessage": error.to_string()});
+    let sent = http
+        .post(format!("http://{api}/2018-06-01/runtime/init/error"))
+        .header("Lambda-Runtime-Function-Error-Type", error.kind())
+        .body(body.to_string())
+        .send()
+        .await;
+    if let Err(problem) = sent {
+        warn!(error = %problem, "Could not report the start-up error to the Runtime API.");
+    }
+}
+
+/// Everything `xdr-sync` needs, built once per container.
+pub struct SyncFunction {
+    config: SyncConfig,
+    graph: GraphClient<SecretsManagerCredentials>,
+    store: DynamoStateStore,
+    lease: DynamoLease,
+    sink: S3Sink,
+}
+
+impl SyncFunction {
+    pub async fn from_env() -> Result<Self, AppError> {
+        let env = |name: &str| std::env::var(name).ok();
+        let config = SyncConfig::from_lookup(env, Utc::now())?;
+        let aws = AwsConfig::from_lookup(env)?;
+        let clients = AwsClients::from_env(aws.s3_force_path_style).await;
+        let http = http_client().map_err(|error| AppError::Http(error.to_string()))?;
+        let credentials = SecretsManagerCredentials::new(
+            clients.secrets.clone(),
+            aws.credentials_secret_id.clone(),
+            aws.secret_cache,
+        );
+        let graph = GraphClient::new(http, config.graph_settings(), credentials);
+        let state_key = format!("sync#{}", config.tenant_id);
+        Ok(Self {
+            store: DynamoStateStore::new(
+                clients.dynamodb.clone(),
+                aws.state_table.clone(),
+                state_key.clone(),
+            ),
+            lease: DynamoLease::new(clients.dynamodb.clone(), aws.state_table.clone(), &state_key),
+            sink: S3Sink::new(clients.s3.clone(), aws.output_bucket.clone()),
+            graph,
+            config,
+        })
+    }
+
+    /// One scheduled invocation. Any JSON payload is accepted: the schedule carries no input.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
+        let request_id = event.context.request_id.clone();
+        let deadline = DateTime::from_timestamp_millis(event.context.deadline as i64)
+            .map(|deadline| deadline - HANDLER_MARGIN);
+        let before = self.graph.stats();
+
+        // Credentials first: a run that cannot authenticate changes nothing, not even the lease.
+        let fetch_deadline = deadline.map(|deadline| deadline - self.config.engine.finish_reserve);
+        self.graph.authenticate(fetch_deadline).await.map_err(EngineError::Source)?;
+
+        let lease_until = deadline.unwrap_or_else(|| Utc::now() + TimeDelta::minutes(15));
+        match self.lease.acquire(&request_id, lease_until, Utc::now()).await.map_err(EngineError::State)? {
+            LeaseOutcome::Acquired => {}
+            LeaseOutcome::Held { holder, until } => {
+                let reason = format!(
+                    "another invocation ({holder}) is running until {}; this one did nothing",
+                    until.to_rfc3339()
+                );
+                info!(holder = %holder, until = %until, "Another run holds the lease.");
+                return Ok(
+                    json!({"complete": false, "stopped_because": reason, "alerts_written": 0, "objects": []}),
+                );
+            }
+        }
+        let ports = Ports { source: &self.graph, store: &self.store, sink: &self.sink, clock: &SystemClock };
+        let run_id = format!("{}-{}", new_run_id(), request_id.chars().take(8).collect::<String>());
+        let outcome = run_sync(&self.config.engine, ports, RunRequest { run_id, deadline }).await;
+        if let Err(error) = self.lease.release(&request_id).await {
+            warn!(error = %error, "Could not release the run lease; it ends at the invocation deadline.");
+        }
+        let summary = outcome?;
+        let after = self.graph.stats();
+        let mut response = serde_json::to_value(&summary).unwrap_or_else(|_| json!({}));
+        if let Value::Object(fields) = &mut response {
+            fields.insert("graph_requests".into(), json!(after.graph_requests - before.graph_requests));
+            fields.insert(
+                "throttled_responses".into(),
+                json!(after.throttled_responses - before.throttled_responses),
+            );
+            fields.insert("token_requests".into(), json!(after.token_requests - before.token_requests));
+        }
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn aws_settings_are_named_when_missing_or_wrong() {
+        let parse = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, String> =
+                pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            AwsConfig::from_lookup(|name| map.get(name).cloned())
+        };
+        assert_eq!(parse(&[]).unwrap_err().setting, "CREDENTIALS_SECRET_ID");
+        assert_eq!(parse(&[("CREDENTIALS_SECRET_ID", "s")]).unwrap_err().setting, "STATE_TABLE");
+        assert_eq!(
+            parse(&[("CREDENTIALS_SECRET_ID", "s"), ("STATE_TABLE", "t")]).unwrap_err().setting,
+            "OUTPUT_BUCKET"
+        );
+        let full = [
+            ("CREDENTIALS_SECRET_ID", "s"),
+            ("STATE_TABLE", "t"),
+            ("OUTPUT_BUCKET", "b"),
+            ("S3_FORCE_PATH_STYLE", "maybe"),
+        ];
+        assert_eq!(parse(&full).unwrap_err().setting, "S3_FORCE_PATH_STYLE");
+        let ok = parse(&[
+            ("CREDENTIALS_SECRET_ID", "s"),
+            ("STATE_TABLE", "t"),
+            ("OUTPUT_BUCKET", "b"),
+            ("S3_FORCE_PATH_STYLE", "true"),
+        ])
+        .unwrap();
+        assert!(ok.s3_force_path_style);
+        assert_eq!(ok.secret_cache, Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,115 @@
+//! A lease that keeps two invocations from working on the same state at once. It ends at its
+//! holder's invocation deadline at the latest, so a crashed holder blocks nobody past it, and
+//! is released as soon as the holder finishes.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use xdr_core::StoreError;
+
+use crate::describe;
+
+#[derive(Clone)]
+pub struct DynamoLease {
+    client: Client,
+    table: String,
+    pk: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    Acquired,
+    /// Another invocation holds it until `until`.
+    Held {
+        holder: String,
+        until: DateTime<Utc>,
+    },
+}
+
+impl DynamoLease {
+    /// The lease item for the state item `state_pk`.
+    pub fn new(client: Client, table: impl Into<String>, state_pk: &str) -> Self {
+        Self { client, table: table.into(), pk: format!("lease#{state_pk}") }
+    }
+
+    /// Takes the lease for `holder` until `until`, unless someone else holds an unexpired one.
+    pub async fn acquire(
+        &self,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(self.pk.clone()))
+            .item("holder", AttributeValue::S(holder.to_owned()))
+            .item("expires_at_ms", AttributeValue::N(until.timestamp_millis().to_string()))
+            .item("acquired_at", AttributeValue::S(now.to_rfc3339()))
+            .condition_expression("attribute_not_exists(pk) OR expires_at_ms < :now OR holder = :holder")
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp_millis().to_string()))
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(LeaseOutcome::Acquired),
+            Err(error)
+                if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                let current = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", AttributeValue::S(self.pk.clone()))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|output| output.item);
+                let holder = current
+                    .as_ref()
+                    .and_then(|item| item.get("holder")?.as_s().ok().cloned())
+                    .unwrap_or_else(|| "unknown".into());
+                let until = current
+                    .as_ref()
+                    .and_then(|item| item.get("expires_at_ms")?.as_n().ok()?.parse::<i64>().ok())
+                    .and_then(DateTime::from_timestamp_millis)
+                    .unwrap_or(now);
+                Ok(LeaseOutcome::Held { holder, until })
+            }
+            Err(error) => Err(StoreError::Unavailable(format!(
+                "taking the run lease in {}: {}",
+                self.table,
+                describe(&error)
+            ))),
+        }
+    }
+
+    /// Gives the lease back, if this holder still has it.
+    pub async fn release(&self, holder: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(self.pk.clone()))
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Expired and taken over by another invocation: nothing of ours to release.
+            Err(error)
+                if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(StoreError::Unavailable(format!(
+                "releasing the run lease in {}: {}",
+                self.table,
+                describe(&error)
+            ))),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Objects in S3.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use xdr_core::{ObjectSink, SinkError};
+
+use crate::describe;
+
+/// `PutObject` into one bucket. Objects carry `Content-Type: application/gzip` and no
+/// `Content-Encoding`: with `Content-Encoding: gzip`, browsers and some HTTP clients decompress
+/// on download and save NDJSON under a `.gz` name, which then fails to open. Athena and the
+/// AWS CLI read the `.gz` extension and need no header.
+#[derive(Clone)]
+pub struct S3Sink {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Sink {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self { client, bucket: bucket.into() }
+    }
+}
+
+impl ObjectSink for S3Sink {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), SinkError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/gzip")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|error| SinkError(format!("PutObject s3://{}/{key}: {}", self.bucket, describe(&error))))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, SinkError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+            Err(error) => {
+                Err(SinkError(format!("HeadObject s3://{}/{key}: {}", self.bucket, describe(&error))))
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! `xdr-sync` end to end: the real binary under a Lambda Runtime API, against the local AWS
+//! stand-in (S3, DynamoDB, Secrets Manager) and the simulated tenant.
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use serde_json::{Value, json};
+use xdr_simulator::{Activity, SimOptions, SimTenant, Simulator};
+use xdr_tests::assert_exactly;
+use xdr_tests::aws::Aws;
+use xdr_tests::function::FunctionProcess;
+use xdr_tests::runtime_api::{Outcome, RuntimeApi};
+
+const PREFIX: &str = "defender-xdr/alerts/";
+
+fn scheduled_event() -> Value {
+    json!({
+        "version": "0", "id": "0c1d2e3f-0000-4000-8000-000000000001", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/xdr-sync-schedule"], "detail": {}
+    })
+}
+
+struct Deployment {
+    sim: Simulator,
+    aws: Aws,
+    api: RuntimeApi,
+    env: Vec<(String, String)>,
+    processes: Vec<FunctionProcess>,
+}
+
+impl Deployment {
+    async fn new(tenant: SimTenant, options: SimOptions, secret: Option<Value>) -> Self {
+        let start = tenant.versions.iter().map(|v| v.last_update).min().unwrap_or_else(Utc::now)
+            - TimeDelta::seconds(1);
+        let sim = Simulator::start(tenant, options).await.unwrap();
+        let secret = secret
+            .unwrap_or_else(|| json!({"client_id": sim.client_id(), "client_secret": sim.client_secret()}));
+        let aws = Aws::fresh(&secret.to_string()).await;
+        let api = RuntimeApi::start().await;
+        let mut env = aws.function_env();
+        for (key, value) in [
+            ("TENANT_ID", sim.tenant_id()),
+            ("LOGIN_BASE_URL", sim.base_url().to_owned()),
+            ("GRAPH_BASE_URL", sim.base_url().to_owned()),
+            ("BACKFILL_START", start.to_rfc3339()),
+            ("PAGE_SIZE", "100".into()),
+        ] {
+            env.push((key.into(), value));
+        }
+        Self { sim, aws, api, env, processes: Vec::new() }
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    fn unset(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
+    /// Starts one more warm sandbox polling the Runtime API.
+    fn start(&mut self) {
+        self.processes.push(FunctionProcess::start("xdr-sync", &self.api.address(), &self.env));
+    }
+
+    async fn invoke(&self, event: &Value, timeout: Duration) -> Outcome {
+        self.api.invoke(event, timeout).await
+    }
+
+    fn visible_now(&self) -> Vec<String> {
+        self.sim.tenant().current_versions(Utc::now()).into_iter().map(|v| v.body.clone()).collect()
+    }
+
+    /// Fails if the client secret or any access token shows up in logs or payloads.
+    fn assert_no_secrets(&self, extra: &[&str]) {
+        let mut haystack = self.api.transcript();
+        for process in &self.processes {
+            haystack.push_str(&process.output());
+        }
+        let secret = self.sim.client_secret();
+        assert!(!haystack.contains(&secret), "the client secret was printed");
+        for token in self.sim.access_tokens() {
+            assert!(!haystack.contains(&token), "an access token was printed");
+        }
+        for value in extra {
+            assert!(!haystack.contains(value), "a secret value was printed");
+        }
+    }
+}
+
+fn settled_tenant(seed: u64, alerts: u64) -> SimTenant {
+    SimTenant::with_history(seed, Utc::now() - TimeDelta::hours(1), TimeDelta::days(3), alerts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scheduled_invocations_write_each_version_once() {
+    let mut deployment = Deployment::new(settled_tenant(41, 500), SimOptions::default(), None).await;
+    deployment.start();
+    let mut expected = deployment.visible_now();
+
+    let first = deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await;
+    let summary = first.response();
+    assert_eq!(summary["complete"], json!(true), "{summary}");
+    assert_eq!(summary["alerts_written"].as_u64(), Some(expected.len() as u64));
+    assert!(summary["graph_requests"].as_u64().unwrap() >= 5);
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+    let items = deployment.aws.items().await;
+    assert_eq!(items.len(), 1, "only the state item; the lease was released: {items:?}");
+    assert!(items.keys().next().unwrap().starts_with("sync#"));
+
+    let applied = deployment
+        .sim
+        .with_tenant(|t| t.produce(Utc::now(), Activity { new_alerts: 4, updates: 7, late: 1, bulk: 3 }));
+    expected.extend(deployment.visible_now());
+    expected.sort();
+    expected.dedup();
+    // EventBridge Scheduler sends `{}`; any JSON is accepted.
+    let second = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    assert_eq!(second.response()["alerts_written"].as_u64(), Some(applied.new_alerts + applied.updates));
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+
+    let keys_before = deployment.aws.keys("").await;
+    let third = deployment.invoke(&json!({"anything": [1, 2, 3]}), Duration::from_secs(60)).await;
+    assert_eq!(third.response()["alerts_written"], json!(0));
+    assert_eq!(deployment.aws.keys("").await, keys_before, "an idle run writes no object");
+
+    // Objects are gzip with a content type, and only data objects live under the prefix.
+    let key = &keys_before[0];
+    let head = deployment.aws.s3.head_object().bucket(&deployment.aws.bucket).key(key).send().await.unwrap();
+    assert_eq!(head.content_type(), Some("application/gzip"));
+    assert!(keys_before.iter().all(|k| k.starts_with(PREFIX) && k.ends_with(".ndjson.gz")));
+    // JSON logs that carry the invocation's request id.
+    let logs = deployment.processes[0].output();
+    assert!(logs.lines().any(|line| line.starts_with('{') && line.contains("6f0c0001")), "{logs:.2000}");
+    deployment.assert_no_secrets(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_overlapping_invocations_never_duplicate() {
+    let options = SimOptions { page_latency: Duration::from_millis(150), ..SimOptions::default() };
+    let mut deployment = Deployment::new(settled_tenant(43, 600), options, None).await;
+    deployment.start();
+    deployment.start();
+    let expected = deployment.visible_now();
+    let event = scheduled_event();
+    let (a, b) = tokio::join!(
+        deployment.invoke(&event, Duration::from_secs(60)),
+        deployment.invoke(&event, Duration::from_secs(60))
+    );
+    let responses = [a.response().clone(), b.response().clone()];
+    let busy: Vec<&Value> = responses.iter().filter(|r| r["complete"] == json!(false)).collect();
+    assert_eq!(busy.len(), 1, "one ran, the other stood aside: {responses:?}");
+    assert!(busy[0]["stopped_because"].as_str().unwrap().contains("another invocation"), "{}", busy[0]);
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+    deployment.assert_no_secrets(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wrong_secret_fails_with_its_message_and_changes_nothing() {
+    let mut deployment = Deployment::new(settled_tenant(47, 120), SimOptions::default(), None).await;
+    deployment.start();
+    deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await.response();
+    deployment
+        .sim
+        .with_tenant(|t| t.produce(Utc::now(), Activity { new_alerts: 3, updates: 2, late: 0, bulk: 0 }));
+    let items_before = deployment.aws.items().await;
+    let keys_before = deployment.aws.keys("").await;
+
+    // An operator pastes the secret's ID instead of its value.
+    let wrong = "8f2d9c1e-7b3a-4c5d-9e8f-0a1b2c3d4e5f";
+    let value = json!({"client_id": deployment.sim.client_id(), "client_secret": wrong}).to_string();
+    deployment
+        .aws
+        .secrets
+        .put_secret_value()
+        .secret_id(&deployment.aws.secret_id)
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap();
+    deployment.processes.clear();
+    deployment.start();
+    let outcome = deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await;
+    let Outcome::Error { error_type, message, .. } = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(error_type, "CredentialsError");
+    assert!(message.contains("AADSTS7000215") && message.contains("Value, not its Secret ID"), "{message}");
+    assert_eq!(deployment.aws.items().await, items_before, "state unchanged, no lease left behind");
+    assert_eq!(deployment.aws.keys("").await, keys_before, "nothing written");
+    deployment.assert_no_secrets(&[wrong]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_malformed_secret_names_the_missing_field() {
+    let secret = json!({"client_id": "whatever"});
+    let mut deployment = Deployment::new(settled_tenant(53, 30), SimOptions::default(), Some(secret)).await;
+    deployment.start();
+    let outcome = deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await;
+    let Outcome::Error { error_type, message, .. } = outcome else {
+        panic!("expected an error, got {outcome:?}")
+    };
+    assert_eq!(error_type, "CredentialsError");
+    assert!(message.contains(&deployment.aws.secret_id) && message.contains("`client_secret`"), "{message}");
+    assert!(deployment.aws.items().await.is_empty(), "no state written");
+    assert!(deployment.aws.keys("").await.is_empty(), "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_short_deadline_returns_in_time_and_later_invocations_finish() {
+    let options = SimOptions { page_latency: Duration::from_millis(300), ..SimOptions::default() };
+    let mut deployment = Deployment::new(settled_tenant(59, 1500), options, None).await;
+    deployment.start();
+    let expected = deployment.visible_now();
+    let mut invocations = 0;
+    loop {
+        invocations += 1;
+        let started = Instant::now();
+        // Lambda's default timeout.
+        let outcome = deployment.invoke(&scheduled_event(), Duration::from_secs(3)).await;
+        assert!(started.elapsed() < Duration::from_secs(3), "answered within the 3 s deadline");
+        let summary = outcome.response().clone();
+        assert!(summary["alerts_written"].as_u64().is_some(), "{summary}");
+        if summary["complete"] == json!(true) {
+            break;
+        }
+        assert!(summary["stopped_because"].as_str().unwrap().starts_with("deadline"), "{summary}");
+        assert!(invocations < 30, "no progress");
+    }
+    assert!(invocations >= 3, "the deadline cut invocations short ({invocations})");
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_invocation_blocks_nobody_past_its_deadline_and_loses_nothing() {
+    let options = SimOptions { page_latency: Duration::from_millis(200), ..SimOptions::default() };
+    let mut deployment = Deployment::new(settled_tenant(61, 1200), options, None).await;
+    deployment.set("MAX_OBJECT_MB", "1");
+    deployment.start();
+    let expected = deployment.visible_now();
+    let event = scheduled_event();
+    {
+        // Invoke with a 5 s timeout and kill the sandbox 2.5 s in, mid-run.
+        let invocation = deployment.api.invoke(&event, Duration::from_secs(5));
+        tokio::select! {
+            outcome = invocation => panic!("the run should still be going: {outcome:?}"),
+            _ = tokio::time::sleep(Duration::from_millis(2500)) => {}
+        }
+    }
+    deployment.processes[0].kill();
+    let partial = deployment.aws.lines(PREFIX).await.len();
+    assert!(partial > 0, "the killed run had stored objects");
+    // Cold start while the dead holder's lease is still valid: stands aside.
+    deployment.start();
+    let busy = deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await;
+    assert_eq!(busy.response()["complete"], json!(false), "{:?}", busy);
+    // After its deadline the lease is gone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let done = deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await;
+    assert_eq!(done.response()["complete"], json!(true), "{:?}", done);
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_setting_fails_start_up_naming_it() {
+    let mut deployment = Deployment::new(settled_tenant(67, 10), SimOptions::default(), None).await;
+    deployment.unset("STATE_TABLE");
+    deployment.start();
+    let status = deployment.processes[0].wait_exit(Duration::from_secs(20)).expect("the process exits");
+    assert!(!status.success());
+    let errors = deployment.api.init_errors();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("ConfigurationError") && errors[0].contains("STATE_TABLE"), "{}", errors[0]);
+    deployment.set("STATE_TABLE", &deployment.aws.table.clone());
+    deployment.set("OVERLAP_MINUTES", "fifteen");
+    deployment.start();
+    deployment.processes[1].wait_exit(Duration::from_secs(20)).expect("the process exits");
+    assert!(deployment.api.init_errors()[1].contains("OVERLAP_MINUTES"));
+}
