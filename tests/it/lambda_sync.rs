@@ -5,11 +5,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
-use xdr_simulator::{Activity, SimOptions, SimTenant, Simulator};
+use xdr_simulator::{Activity, SimOptions, SimTenant};
 use xdr_tests::assert_exactly;
-use xdr_tests::aws::Aws;
-use xdr_tests::function::FunctionProcess;
-use xdr_tests::runtime_api::{Outcome, RuntimeApi};
+use xdr_tests::deployment::Deployment;
+use xdr_tests::runtime_api::Outcome;
 
 const PREFIX: &str = "defender-xdr/alerts/";
 
@@ -19,75 +18,6 @@ fn scheduled_event() -> Value {
         "source": "aws.events", "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1",
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/xdr-sync-schedule"], "detail": {}
     })
-}
-
-struct Deployment {
-    sim: Simulator,
-    aws: Aws,
-    api: RuntimeApi,
-    env: Vec<(String, String)>,
-    processes: Vec<FunctionProcess>,
-}
-
-impl Deployment {
-    async fn new(tenant: SimTenant, options: SimOptions, secret: Option<Value>) -> Self {
-        let start = tenant.versions.iter().map(|v| v.last_update).min().unwrap_or_else(Utc::now)
-            - TimeDelta::seconds(1);
-        let sim = Simulator::start(tenant, options).await.unwrap();
-        let secret = secret
-            .unwrap_or_else(|| json!({"client_id": sim.client_id(), "client_secret": sim.client_secret()}));
-        let aws = Aws::fresh(&secret.to_string()).await;
-        let api = RuntimeApi::start().await;
-        let mut env = aws.function_env();
-        for (key, value) in [
-            ("TENANT_ID", sim.tenant_id()),
-            ("LOGIN_BASE_URL", sim.base_url().to_owned()),
-            ("GRAPH_BASE_URL", sim.base_url().to_owned()),
-            ("BACKFILL_START", start.to_rfc3339()),
-            ("PAGE_SIZE", "100".into()),
-        ] {
-            env.push((key.into(), value));
-        }
-        Self { sim, aws, api, env, processes: Vec::new() }
-    }
-
-    fn set(&mut self, key: &str, value: &str) {
-        self.env.retain(|(k, _)| k != key);
-        self.env.push((key.into(), value.into()));
-    }
-
-    fn unset(&mut self, key: &str) {
-        self.env.retain(|(k, _)| k != key);
-    }
-
-    /// Starts one more warm sandbox polling the Runtime API.
-    fn start(&mut self) {
-        self.processes.push(FunctionProcess::start("xdr-sync", &self.api.address(), &self.env));
-    }
-
-    async fn invoke(&self, event: &Value, timeout: Duration) -> Outcome {
-        self.api.invoke(event, timeout).await
-    }
-
-    fn visible_now(&self) -> Vec<String> {
-        self.sim.tenant().current_versions(Utc::now()).into_iter().map(|v| v.body.clone()).collect()
-    }
-
-    /// Fails if the client secret or any access token shows up in logs or payloads.
-    fn assert_no_secrets(&self, extra: &[&str]) {
-        let mut haystack = self.api.transcript();
-        for process in &self.processes {
-            haystack.push_str(&process.output());
-        }
-        let secret = self.sim.client_secret();
-        assert!(!haystack.contains(&secret), "the client secret was printed");
-        for token in self.sim.access_tokens() {
-            assert!(!haystack.contains(&token), "an access token was printed");
-        }
-        for value in extra {
-            assert!(!haystack.contains(value), "a secret value was printed");
-        }
-    }
 }
 
 fn settled_tenant(seed: u64, alerts: u64) -> SimTenant {
@@ -278,4 +208,31 @@ async fn a_missing_setting_fails_start_up_naming_it() {
     deployment.start();
     deployment.processes[1].wait_exit(Duration::from_secs(20)).expect("the process exits");
     assert!(deployment.api.init_errors()[1].contains("OVERLAP_MINUTES"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_table_or_bucket_is_named_with_what_to_check() {
+    let mut deployment = Deployment::new(settled_tenant(97, 20), SimOptions::default(), None).await;
+    deployment.set("STATE_TABLE", "no-such-table");
+    deployment.start();
+    let outcome = deployment.invoke(&json!({}), Duration::from_secs(30)).await;
+    let Outcome::Error { error_type, message, .. } = outcome else {
+        panic!("expected an error: {outcome:?}")
+    };
+    assert_eq!(error_type, "StateError");
+    assert!(message.contains("no-such-table") && message.contains("check STATE_TABLE"), "{message}");
+
+    deployment.stop_all();
+    let table = deployment.aws.table.clone();
+    deployment.set("STATE_TABLE", &table);
+    deployment.set("OUTPUT_BUCKET", "no-such-bucket");
+    deployment.start();
+    let outcome = deployment.invoke(&json!({}), Duration::from_secs(30)).await;
+    let Outcome::Error { error_type, message, .. } = outcome else {
+        panic!("expected an error: {outcome:?}")
+    };
+    assert_eq!(error_type, "OutputError");
+    assert!(message.contains("no-such-bucket") && message.contains("check OUTPUT_BUCKET"), "{message}");
+    // The announced object is pending in the state; nothing was written anywhere.
+    assert!(deployment.aws.keys("").await.is_empty());
 }

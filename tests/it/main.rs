@@ -2,5 +2,6 @@
 //! tenant, writing into local folders. One test binary, several modules.
 
 mod graph_client;
+mod lambda_backfill;
 mod lambda_sync;
 mod sync;

@@ -14,7 +14,7 @@ pub fn binary(name: &str) -> PathBuf {
     let binaries = BINARIES.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let output = Command::new(cargo)
-            .args(["build", "--quiet", "--message-format=json", "-p", "xdr-sync"])
+            .args(["build", "--quiet", "--message-format=json", "-p", "xdr-sync", "-p", "xdr-backfill"])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .stderr(Stdio::inherit())
             .output()

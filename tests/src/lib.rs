@@ -3,6 +3,7 @@
 //! landed against the tenant's ground truth.
 
 pub mod aws;
+pub mod deployment;
 pub mod function;
 pub mod moto;
 pub mod runtime_api;

@@ -5,17 +5,13 @@
 //! into a folder, `xdr-sync demo` shows the whole job against a simulated tenant, and
 //! `xdr-sync simulate` serves the simulated tenant for your own experiments.
 
-// The Lambda runtime's future wraps the handler's (AWS SDK calls inside): deeper than the
-// default limit of the compiler's layout query.
-#![recursion_limit = "256"]
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{TimeDelta, Utc};
 use clap::{Parser, Subcommand};
 use xdr_app::demo::{DemoOptions, run_demo};
-use xdr_app::lambda::{SyncFunction, report_init_error};
+use xdr_app::lambda::{Function, serve};
 use xdr_app::local::run_local;
 use xdr_app::report::{describe_folder, describe_run};
 use xdr_app::{AppError, LocalConfig, SyncConfig, logging};
@@ -67,7 +63,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         if under_lambda {
-            return lambda().await;
+            return serve(Function::Sync).await;
         }
         match cli.command.unwrap_or(Command::Sync) {
             Command::Sync => sync().await,
@@ -87,23 +83,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Lambda: configuration read and clients built once, then one handler call per invocation.
-async fn lambda() -> Result<(), AppError> {
-    logging::init("info");
-    let function = match SyncFunction::from_env().await {
-        Ok(function) => function,
-        Err(error) => {
-            tracing::error!(error = %error, error_type = error.kind(), "Start-up failed.");
-            report_init_error(&error).await;
-            return Err(error);
-        }
-    };
-    let function = &function;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event| async move { function.handle(event).await }))
-        .await
-        .map_err(|error| AppError::Http(format!("the Lambda runtime stopped: {error}")))
 }
 
 async fn sync() -> Result<(), AppError> {

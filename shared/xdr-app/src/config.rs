@@ -175,6 +175,7 @@ impl SyncConfig {
                 max_object_bytes: (max_object_mb as usize) * 1024 * 1024,
                 backfill_start,
                 finish_reserve: TimeDelta::milliseconds(finish_reserve_ms),
+                window_end: None,
             },
             http_timeout: Duration::from_secs(http_timeout),
             max_attempts,

@@ -12,6 +12,8 @@ pub enum AppError {
     Http(String),
     #[error("{action}: {error}")]
     Io { action: String, error: std::io::Error },
+    #[error("bad backfill event: {0}")]
+    BadEvent(#[from] crate::backfill::BackfillEventError),
     #[error("the demo tenant file {path} is unreadable: {problem}; delete the demo folder to start over")]
     DemoTenant { path: String, problem: String },
 }
@@ -21,6 +23,7 @@ impl AppError {
     pub fn kind(&self) -> &'static str {
         match self {
             AppError::Config(_) => "ConfigurationError",
+            AppError::BadEvent(_) => "InvalidEventError",
             AppError::Engine(error) => error.kind(),
             AppError::Http(_) | AppError::Io { .. } | AppError::DemoTenant { .. } => "InternalError",
         }

@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 use xdr_aws::{AwsClients, DynamoLease, DynamoStateStore, LeaseOutcome, S3Sink, SecretsManagerCredentials};
 use xdr_core::{AlertSource, EngineError, Ports, RunRequest, SystemClock, run_sync};
+
+use crate::backfill::{BackfillRequest, run_backfill};
 use xdr_graph::{GraphClient, http_client};
 
 use crate::config::{ConfigError, Settings, SyncConfig};
@@ -73,16 +75,16 @@ pub async fn report_init_error(error: &AppError) {
     }
 }
 
-/// Everything `xdr-sync` needs, built once per container.
-pub struct SyncFunction {
+/// Everything the functions need, built once per container.
+pub struct Services {
     config: SyncConfig,
     graph: GraphClient<SecretsManagerCredentials>,
-    store: DynamoStateStore,
-    lease: DynamoLease,
+    dynamodb: xdr_aws::DynamoClient,
+    table: String,
     sink: S3Sink,
 }
 
-impl SyncFunction {
+impl Services {
     pub async fn from_env() -> Result<Self, AppError> {
         let env = |name: &str| std::env::var(name).ok();
         let config = SyncConfig::from_lookup(env, Utc::now())?;
@@ -94,55 +96,90 @@ impl SyncFunction {
             aws.credentials_secret_id.clone(),
             aws.secret_cache,
         );
-        let graph = GraphClient::new(http, config.graph_settings(), credentials);
-        let state_key = format!("sync#{}", config.tenant_id);
         Ok(Self {
-            store: DynamoStateStore::new(
-                clients.dynamodb.clone(),
-                aws.state_table.clone(),
-                state_key.clone(),
-            ),
-            lease: DynamoLease::new(clients.dynamodb.clone(), aws.state_table.clone(), &state_key),
-            sink: S3Sink::new(clients.s3.clone(), aws.output_bucket.clone()),
-            graph,
+            graph: GraphClient::new(http, config.graph_settings(), credentials),
+            dynamodb: clients.dynamodb,
+            table: aws.state_table,
+            sink: S3Sink::new(clients.s3, aws.output_bucket),
             config,
         })
     }
 
-    /// One scheduled invocation. Any JSON payload is accepted: the schedule carries no input.
-    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
-        let request_id = event.context.request_id.clone();
-        let deadline = DateTime::from_timestamp_millis(event.context.deadline as i64)
-            .map(|deadline| deadline - HANDLER_MARGIN);
-        let before = self.graph.stats();
+    fn store(&self, key: &str) -> DynamoStateStore {
+        DynamoStateStore::new(self.dynamodb.clone(), self.table.clone(), key)
+    }
 
-        // Credentials first: a run that cannot authenticate changes nothing, not even the lease.
+    fn live_key(&self) -> String {
+        format!("sync#{}", self.config.tenant_id)
+    }
+
+    /// The invocation's deadline, less what the handler needs after the engine returns.
+    fn deadline(event: &LambdaEvent<Value>) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp_millis(event.context.deadline as i64)
+            .map(|deadline| deadline - HANDLER_MARGIN)
+    }
+
+    /// Proves the credentials work before anything is changed, not even the lease.
+    async fn authenticate(&self, deadline: Option<DateTime<Utc>>) -> Result<(), AppError> {
         let fetch_deadline = deadline.map(|deadline| deadline - self.config.engine.finish_reserve);
-        self.graph.authenticate(fetch_deadline).await.map_err(EngineError::Source)?;
+        self.graph
+            .authenticate(fetch_deadline)
+            .await
+            .map_err(|error| AppError::Engine(EngineError::Source(error)))
+    }
 
-        let lease_until = deadline.unwrap_or_else(|| Utc::now() + TimeDelta::minutes(15));
-        match self.lease.acquire(&request_id, lease_until, Utc::now()).await.map_err(EngineError::State)? {
+    /// Runs `work` holding the lease on `key`; if another invocation holds it, says so instead.
+    async fn with_lease<F>(
+        &self,
+        key: &str,
+        request_id: &str,
+        deadline: Option<DateTime<Utc>>,
+        work: F,
+    ) -> Result<Value, AppError>
+    where
+        F: Future<Output = Result<Value, AppError>>,
+    {
+        let lease = DynamoLease::new(self.dynamodb.clone(), self.table.clone(), key);
+        let until = deadline.unwrap_or_else(|| Utc::now() + TimeDelta::minutes(15));
+        match lease.acquire(request_id, until, Utc::now()).await.map_err(EngineError::State)? {
             LeaseOutcome::Acquired => {}
             LeaseOutcome::Held { holder, until } => {
+                info!(holder = %holder, until = %until, "Another run holds the lease.");
                 let reason = format!(
                     "another invocation ({holder}) is running until {}; this one did nothing",
                     until.to_rfc3339()
                 );
-                info!(holder = %holder, until = %until, "Another run holds the lease.");
                 return Ok(
                     json!({"complete": false, "stopped_because": reason, "alerts_written": 0, "objects": []}),
                 );
             }
         }
-        let ports = Ports { source: &self.graph, store: &self.store, sink: &self.sink, clock: &SystemClock };
-        let run_id = format!("{}-{}", new_run_id(), request_id.chars().take(8).collect::<String>());
-        let outcome = run_sync(&self.config.engine, ports, RunRequest { run_id, deadline }).await;
-        if let Err(error) = self.lease.release(&request_id).await {
+        let result = work.await;
+        if let Err(error) = lease.release(request_id).await {
             warn!(error = %error, "Could not release the run lease; it ends at the invocation deadline.");
         }
-        let summary = outcome?;
+        result
+    }
+
+    fn run_request(event: &LambdaEvent<Value>, deadline: Option<DateTime<Utc>>) -> RunRequest {
+        let request_id: String = event.context.request_id.chars().take(8).collect();
+        RunRequest { run_id: format!("{}-{request_id}", new_run_id()), deadline }
+    }
+
+    /// `xdr-sync`: one scheduled invocation. Any JSON payload is accepted.
+    pub async fn sync(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
+        let deadline = Self::deadline(&event);
+        let before = self.graph.stats();
+        self.authenticate(deadline).await?;
+        let key = self.live_key();
+        let store = self.store(&key);
+        let work = async {
+            let ports = Ports { source: &self.graph, store: &store, sink: &self.sink, clock: &SystemClock };
+            let summary = run_sync(&self.config.engine, ports, Self::run_request(&event, deadline)).await?;
+            Ok(serde_json::to_value(&summary).unwrap_or_else(|_| json!({})))
+        };
+        let mut response = self.with_lease(&key, &event.context.request_id, deadline, work).await?;
         let after = self.graph.stats();
-        let mut response = serde_json::to_value(&summary).unwrap_or_else(|_| json!({}));
         if let Value::Object(fields) = &mut response {
             fields.insert("graph_requests".into(), json!(after.graph_requests - before.graph_requests));
             fields.insert(
@@ -153,6 +190,68 @@ impl SyncFunction {
         }
         Ok(response)
     }
+
+    /// `xdr-backfill`: one invocation for `{"start": ..., "end": ...}`; re-invoke to continue.
+    pub async fn backfill(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
+        // A bad event is refused before anything is read or written.
+        let request = BackfillRequest::from_event(&event.payload, Utc::now())?;
+        let deadline = Self::deadline(&event);
+        self.authenticate(deadline).await?;
+        let key = request.state_key(&self.config.tenant_id);
+        let live = self.store(&self.live_key());
+        let store = self.store(&key);
+        let work = async {
+            let outcome = run_backfill(
+                &self.config,
+                &request,
+                &self.graph,
+                &live,
+                &store,
+                &self.sink,
+                &SystemClock,
+                Self::run_request(&event, deadline),
+            )
+            .await?;
+            Ok(outcome.to_json())
+        };
+        self.with_lease(&key, &event.context.request_id, deadline, work).await
+    }
+}
+
+/// Which function a binary is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Sync,
+    Backfill,
+}
+
+/// Serves invocations under the Lambda Runtime API: configuration read and clients built once;
+/// a bad setting fails the start-up with a message naming it. The future is boxed (type-erased)
+/// so the binaries don't have to lay out the runtime's deep future type themselves.
+pub fn serve(function: Function) -> std::pin::Pin<Box<dyn Future<Output = Result<(), AppError>>>> {
+    Box::pin(serve_inner(function))
+}
+
+async fn serve_inner(function: Function) -> Result<(), AppError> {
+    crate::logging::init("info");
+    let services = match Services::from_env().await {
+        Ok(services) => services,
+        Err(error) => {
+            tracing::error!(error = %error, error_type = error.kind(), "Start-up failed.");
+            report_init_error(&error).await;
+            return Err(error);
+        }
+    };
+    let services = &services;
+    let handler = lambda_runtime::service_fn(move |event: LambdaEvent<Value>| async move {
+        match function {
+            Function::Sync => services.sync(event).await,
+            Function::Backfill => services.backfill(event).await,
+        }
+    });
+    lambda_runtime::run(handler)
+        .await
+        .map_err(|error| AppError::Http(format!("the Lambda runtime stopped: {error}")))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use xdr_core::{Revision, StateStore, StoreError, SyncState};
 
-use crate::describe;
+use crate::failure;
 
 /// Item layout: `pk` (S, the item's name), `revision` (N), `state` (S, the state's JSON),
 /// `updated_at` (S). A save succeeds only if `revision` is still what this run read.
@@ -41,7 +41,7 @@ impl StateStore for DynamoStateStore {
                     "GetItem on table {} ({}): {}",
                     self.table,
                     self.pk,
-                    describe(&error)
+                    failure(&error, "STATE_TABLE", "dynamodb:GetItem")
                 ))
             })?;
         let Some(item) = output.item else { return Ok(None) };
@@ -87,7 +87,7 @@ impl StateStore for DynamoStateStore {
                 "PutItem on table {} ({}): {}",
                 self.table,
                 self.pk,
-                describe(&error)
+                failure(&error, "STATE_TABLE", "dynamodb:PutItem")
             ))),
         }
     }

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use xdr_core::StoreError;
 
-use crate::describe;
+use crate::failure;
 
 #[derive(Clone)]
 pub struct DynamoLease {
@@ -81,7 +81,7 @@ impl DynamoLease {
             Err(error) => Err(StoreError::Unavailable(format!(
                 "taking the run lease in {}: {}",
                 self.table,
-                describe(&error)
+                failure(&error, "STATE_TABLE", "dynamodb:PutItem and dynamodb:GetItem")
             ))),
         }
     }
@@ -108,7 +108,7 @@ impl DynamoLease {
             Err(error) => Err(StoreError::Unavailable(format!(
                 "releasing the run lease in {}: {}",
                 self.table,
-                describe(&error)
+                failure(&error, "STATE_TABLE", "dynamodb:DeleteItem")
             ))),
         }
     }

@@ -6,6 +6,7 @@ mod lease;
 mod s3_sink;
 mod secrets;
 
+pub use aws_sdk_dynamodb::Client as DynamoClient;
 pub use dynamo_state::DynamoStateStore;
 pub use lease::{DynamoLease, LeaseOutcome};
 pub use s3_sink::S3Sink;
@@ -33,6 +34,34 @@ impl AwsClients {
     }
 }
 
+/// What to do about an AWS error code, for the message a user reads.
+pub(crate) fn advice(code: Option<&str>, setting: &str, action: &str) -> String {
+    match code {
+        Some("ResourceNotFoundException") | Some("NoSuchBucket") => {
+            format!(" (check {setting}: it names something that does not exist in this account and region)")
+        }
+        Some("AccessDeniedException") | Some("AccessDenied") | Some("UnauthorizedOperation") => {
+            format!(" (the function's role needs {action} on the resource named by {setting})")
+        }
+        Some("KMSAccessDeniedException") | Some("KMS.AccessDeniedException") => {
+            format!(" (the function's role needs kms:Decrypt on the key that encrypts {setting})")
+        }
+        Some("ProvisionedThroughputExceededException") | Some("ThrottlingException") | Some("SlowDown") => {
+            " (AWS throttled the request; the next run retries)".to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+/// An SDK error as a user reads it: the cause chain, then what to do about its code.
+pub(crate) fn failure(
+    error: &(impl aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static),
+    setting: &str,
+    action: &str,
+) -> String {
+    format!("{}{}", describe(error), advice(error.code(), setting, action))
+}
+
 /// An SDK error with its whole cause chain, on one line.
 pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
@@ -46,4 +75,19 @@ pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advice_names_the_setting_and_the_permission() {
+        let missing = advice(Some("ResourceNotFoundException"), "STATE_TABLE", "dynamodb:GetItem");
+        assert!(missing.contains("check STATE_TABLE"));
+        let denied = advice(Some("AccessDenied"), "OUTPUT_BUCKET", "s3:PutObject");
+        assert!(denied.contains("s3:PutObject") && denied.contains("OUTPUT_BUCKET"));
+        assert_eq!(advice(Some("SomethingElse"), "X", "y"), "");
+        assert_eq!(advice(None, "X", "y"), "");
+    }
 }

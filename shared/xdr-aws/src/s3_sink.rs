@@ -4,7 +4,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use xdr_core::{ObjectSink, SinkError};
 
-use crate::describe;
+use crate::failure;
 
 /// `PutObject` into one bucket. Objects carry `Content-Type: application/gzip` and no
 /// `Content-Encoding`: with `Content-Encoding: gzip`, browsers and some HTTP clients decompress
@@ -33,7 +33,10 @@ impl ObjectSink for S3Sink {
             .send()
             .await
             .map(|_| ())
-            .map_err(|error| SinkError(format!("PutObject s3://{}/{key}: {}", self.bucket, describe(&error))))
+            .map_err(|error| {
+                let problem = failure(&error, "OUTPUT_BUCKET", "s3:PutObject");
+                SinkError(format!("PutObject s3://{}/{key}: {problem}", self.bucket))
+            })
     }
 
     async fn exists(&self, key: &str) -> Result<bool, SinkError> {
@@ -41,7 +44,8 @@ impl ObjectSink for S3Sink {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
             Err(error) => {
-                Err(SinkError(format!("HeadObject s3://{}/{key}: {}", self.bucket, describe(&error))))
+                let problem = failure(&error, "OUTPUT_BUCKET", "s3:GetObject (for HeadObject)");
+                Err(SinkError(format!("HeadObject s3://{}/{key}: {problem}", self.bucket)))
             }
         }
     }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use xdr_graph::{ClientCredentials, CredentialProvider};
 
-use crate::describe;
+use crate::failure;
 
 pub struct SecretsManagerCredentials {
     client: Client,
@@ -30,7 +30,8 @@ impl SecretsManagerCredentials {
             if not_found {
                 format!("secret `{id}` (CREDENTIALS_SECRET_ID) was not found in Secrets Manager; create it or fix the name/ARN")
             } else {
-                format!("reading secret `{id}` (CREDENTIALS_SECRET_ID) failed: {}", describe(&error))
+                let problem = failure(&error, "CREDENTIALS_SECRET_ID", "secretsmanager:GetSecretValue");
+                format!("reading secret `{id}` (CREDENTIALS_SECRET_ID) failed: {problem}")
             }
         })?;
         let text = output.secret_string().ok_or_else(|| {

@@ -58,13 +58,21 @@ where
 
     let (state, revision) = match ports.store.load().await? {
         Some((state, revision)) => (state, Some(revision)),
-        None => (SyncState::first_run(settings.backfill_start.unwrap_or(started)), None),
+        None => {
+            let start = settings.backfill_start.unwrap_or(started);
+            let state = match settings.window_end {
+                Some(end) => SyncState::bounded(start, end),
+                None => SyncState::first_run(start),
+            };
+            (state, None)
+        }
     };
     let mut run = Run::new(settings, &ports, request, started, fetch_deadline, state, revision);
     run.recover_pending().await?;
 
     let window_from = run.state.next_window_start(settings.overlap);
-    let window_to = started.max(window_from);
+    // The live sync reads up to now; a bounded window stops at its end.
+    let window_to = run.state.window_end.map_or(started, |end| end.min(started)).max(window_from);
     run.summary.window = WindowSummary { from: format_human(window_from), to: format_human(window_to) };
     info!(run_id = %run.request.run_id, from = %run.summary.window.from, to = %run.summary.window.to, "Sync window.");
 
@@ -472,6 +480,7 @@ where
         self.summary.covered_until = format_human(self.state.cursor);
         self.summary.partitions = self.partitions.iter().cloned().collect();
         self.summary.newest_last_update = self.newest_last_update.map(format_human);
+        self.summary.progress = self.state.progress();
         Ok(())
     }
 }

@@ -26,6 +26,8 @@ pub struct SyncSettings {
     pub backfill_start: Option<DateTime<Utc>>,
     /// Time kept back before the deadline to store buffered objects and save state.
     pub finish_reserve: TimeDelta,
+    /// For a bounded window (backfill): where reading stops, fixed in the state at the first run.
+    pub window_end: Option<DateTime<Utc>>,
 }
 
 impl SyncSettings {
@@ -40,6 +42,7 @@ impl SyncSettings {
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             backfill_start: None,
             finish_reserve: TimeDelta::milliseconds(DEFAULT_FINISH_RESERVE_MILLIS),
+            window_end: None,
         }
     }
 

@@ -23,6 +23,8 @@ pub struct SyncState {
     pub seen: SeenVersions,
     /// An object announced before its put. On recovery it counts as written if it exists.
     pub pending: Option<PendingObject>,
+    /// A bounded window's end (backfill): reading stops here. `None`: the live sync, up to now.
+    pub window_end: Option<DateTime<Utc>>,
     /// Set when a run stopped inside a slice: the slice length the next run starts with, so a
     /// short invocation still completes a slice and moves the cursor.
     pub slice_hint: Option<TimeDelta>,
@@ -37,7 +39,26 @@ pub struct PendingObject {
 impl SyncState {
     pub fn first_run(floor: DateTime<Utc>) -> Self {
         let floor = floor_to_tick(floor);
-        Self { floor, cursor: floor, seen: SeenVersions::default(), pending: None, slice_hint: None }
+        Self {
+            floor,
+            cursor: floor,
+            seen: SeenVersions::default(),
+            pending: None,
+            window_end: None,
+            slice_hint: None,
+        }
+    }
+
+    /// A bounded window `[start, end)`, as a backfill reads it.
+    pub fn bounded(start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        Self { window_end: Some(floor_to_tick(end)), ..Self::first_run(start) }
+    }
+
+    /// How much of a bounded window is done, from 0 to 1 (`None` for the live sync).
+    pub fn progress(&self) -> Option<f64> {
+        let end = self.window_end?;
+        let total = (end - self.floor).num_milliseconds().max(1) as f64;
+        Some(((self.cursor - self.floor).num_milliseconds() as f64 / total).clamp(0.0, 1.0))
     }
 
     /// Where the next window starts: the overlap before the cursor, never before the floor.
@@ -58,6 +79,8 @@ struct StoredSyncState {
     pending: Option<StoredPending>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     slice_hint_nanos: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window_end: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,6 +108,7 @@ impl SyncState {
                 seen: BASE64.encode(pending.entries.to_bytes()),
             }),
             slice_hint_nanos: self.slice_hint.and_then(|hint| hint.num_nanoseconds()),
+            window_end: self.window_end,
         };
         // Serialising plain strings, numbers and timestamps cannot fail.
         serde_json::to_string(&stored).unwrap_or_default()
@@ -109,6 +133,7 @@ impl SyncState {
                 None => None,
             },
             slice_hint: stored.slice_hint_nanos.filter(|nanos| *nanos > 0).map(TimeDelta::nanoseconds),
+            window_end: stored.window_end,
         })
     }
 }
@@ -129,9 +154,20 @@ mod tests {
         pending.insert(SeenEntry::new("b", t));
         state.pending = Some(PendingObject { key: "p/dt=2026-11-28/x.gz".into(), entries: pending });
         state.slice_hint = Some(TimeDelta::seconds(90));
+        state.window_end = Some(t + TimeDelta::days(1));
         let back = SyncState::from_json(&state.to_json()).unwrap();
         assert_eq!(back, state);
         assert!(SyncState::from_json("{}").is_err());
+    }
+
+    #[test]
+    fn a_bounded_window_reports_its_progress() {
+        let start = parse_instant("2026-11-01T00:00:00Z").unwrap();
+        let mut state = SyncState::bounded(start, start + TimeDelta::days(10));
+        assert_eq!(state.progress(), Some(0.0));
+        state.cursor = start + TimeDelta::days(4);
+        assert_eq!(state.progress(), Some(0.4));
+        assert_eq!(SyncState::first_run(start).progress(), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct RunSummary {
     pub run_id: String,
     /// False when more remains (deadline, throttling): the next run continues.
@@ -25,6 +25,9 @@ pub struct RunSummary {
     pub newest_last_update: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovered: Option<String>,
+    /// For a bounded window (backfill): the fraction of it done, 0 to 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

@@ -465,3 +465,30 @@ async fn two_overlapping_runs_never_both_write() {
     assert_eq!(failures[0].kind(), "StateConflictError");
     world.assert_exactly(&expected);
 }
+
+#[tokio::test]
+async fn a_bounded_window_writes_only_its_range_and_then_nothing() {
+    let (mut world, _) = busy_world();
+    let start = t(T0) - TimeDelta::hours(30);
+    let end = t(T0) - TimeDelta::hours(10);
+    world.settings.backfill_start = Some(start);
+    world.settings.window_end = Some(end);
+    let expected: Vec<String> = world
+        .graph
+        .versions
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|v| v.last_update >= start && v.last_update < end)
+        .map(|v| v.body.clone())
+        .collect();
+    assert!(expected.len() > 100);
+    let summary = world.run().await;
+    assert_eq!(summary.progress, Some(1.0));
+    world.assert_exactly(&expected);
+    world.clock.advance(TimeDelta::hours(1));
+    let again = world.run().await;
+    assert_eq!(again.alerts_written, 0);
+    assert!(again.objects.is_empty());
+    world.assert_exactly(&expected);
+}

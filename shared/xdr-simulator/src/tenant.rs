@@ -154,11 +154,15 @@ impl SimTenant {
         }
     }
 
-    /// Activity "now": new alerts and updates (each to a different open alert) with timestamps
+    /// Activity "now": new alerts and updates (each to a different, older open alert) with timestamps
     /// just before `now`, some shown late. Returns what was actually applied.
     pub fn produce(&mut self, now: DateTime<Utc>, activity: Activity) -> Activity {
         let mut rng = Rng::new(self.seed ^ self.versions.len() as u64 ^ now.timestamp_micros() as u64);
         let mut applied = Activity { new_alerts: 0, updates: 0, late: 0, bulk: 0 };
+        // Updates go to alerts that existed before this burst: a version superseded within the
+        // same instant would never be visible to anyone, and the counts would not add up.
+        let mut ids = self.open_alert_ids(now);
+        ids.sort();
         for i in 0..activity.new_alerts {
             let late = i < activity.late;
             // A late one carries an older timestamp that Graph only shows now.
@@ -171,8 +175,6 @@ impl SimTenant {
             applied.new_alerts += 1;
             applied.late += u64::from(late);
         }
-        let mut ids = self.open_alert_ids(now);
-        ids.sort();
         let bulk_at = now - TimeDelta::milliseconds(rng.below(5_000) as i64 + 1);
         while applied.updates < activity.updates && !ids.is_empty() {
             let id = ids.swap_remove(rng.below(ids.len() as u64) as usize);

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds both Lambda functions for provided.al2023 on arm64:
+#   target/lambda/xdr-sync/bootstrap and target/lambda/xdr-backfill/bootstrap
+# Installs cargo-lambda (with zig) into .venv-lambda and the Rust target if they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv-lambda/bin/cargo-lambda ]; then
+  python3 -m venv .venv-lambda
+  .venv-lambda/bin/pip install --quiet --disable-pip-version-check cargo-lambda
+fi
+rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$' || rustup target add aarch64-unknown-linux-gnu
+PATH="$PWD/.venv-lambda/bin:$PATH" cargo lambda build --release --arm64 --locked "$@"
+for function in xdr-sync xdr-backfill; do
+  test -x "target/lambda/$function/bootstrap" || { echo "missing target/lambda/$function/bootstrap"; exit 1; }
+  echo "built target/lambda/$function/bootstrap ($(du -h "target/lambda/$function/bootstrap" | cut -f1))"
+done
