@@ -10,7 +10,9 @@ if [ ! -x .venv-lambda/bin/cargo-lambda ]; then
 fi
 rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$' || rustup target add aarch64-unknown-linux-gnu
 PATH="$PWD/.venv-lambda/bin:$PATH" cargo lambda build --release --arm64 --locked "$@"
+target_dir="${CARGO_TARGET_DIR:-target}"
 for function in xdr-sync xdr-backfill; do
-  test -x "target/lambda/$function/bootstrap" || { echo "missing target/lambda/$function/bootstrap"; exit 1; }
-  echo "built target/lambda/$function/bootstrap ($(du -h "target/lambda/$function/bootstrap" | cut -f1))"
+  bootstrap="$target_dir/lambda/$function/bootstrap"
+  test -x "$bootstrap" || { echo "missing $bootstrap"; exit 1; }
+  echo "built $bootstrap ($(du -h "$bootstrap" | cut -f1))"
 done
