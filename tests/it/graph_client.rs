@@ -187,3 +187,24 @@ async fn requests_ask_for_unknown_enum_members_and_stay_on_the_graph_host() {
         "the foreign link was never requested"
     );
 }
+
+#[tokio::test]
+async fn concurrent_requests_share_one_backoff() {
+    let sim = Simulator::start(tenant(), SimOptions::default()).await.unwrap();
+    let client = client(&sim);
+    client.authenticate(None).await.unwrap();
+    sim.push_fault(Fault::Status { status: 429, retry_after: Some(2) });
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client.fetch(first_page(), None).await
+    };
+    let (a, b) = tokio::join!(client.fetch(first_page(), None), second);
+    a.unwrap();
+    b.unwrap();
+    let alerts: Vec<_> = sim.requests().into_iter().filter(|r| r.endpoint == "alerts").collect();
+    assert_eq!(alerts[0].status, 429);
+    for later in &alerts[1..] {
+        let after = later.at - alerts[0].at;
+        assert!(after >= Duration::from_secs(2), "a sibling request went out {after:?} after the 429");
+    }
+}

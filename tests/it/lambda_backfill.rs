@@ -39,20 +39,24 @@ fn window(start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> Value {
 async fn a_past_window_is_written_once_and_re_invoking_writes_nothing() {
     let mut deployment = Deployment::new(settled_tenant(71, 600), SimOptions::default(), None).await;
     deployment.start_function("xdr-backfill");
-    let (start, end) = (Utc::now() - TimeDelta::days(2), Utc::now() - TimeDelta::days(1));
+    let (start, end) = (Utc::now() - TimeDelta::hours(70), Utc::now() - TimeDelta::hours(10));
     let expected = visible_in(&deployment, start, end);
-    assert!(expected.len() > 100);
+    assert!(expected.len() > 300);
 
     let first = deployment.invoke_backfill(&window(start, Some(end)), Duration::from_secs(60)).await;
     let result = first.response();
     assert_eq!(result["complete"], json!(true), "{result}");
     assert_eq!(result["progress"], json!(1.0));
     assert_eq!(result["alerts_written"].as_u64(), Some(expected.len() as u64));
+    assert_eq!(result["alerts_written_total"].as_u64(), Some(expected.len() as u64));
+    assert_eq!(result["parts"], json!({"total": 3, "complete": 3}), "60 hours in one-day parts");
     assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
 
     let keys = deployment.aws.keys("").await;
     let again = deployment.invoke_backfill(&window(start, Some(end)), Duration::from_secs(60)).await;
     assert_eq!(again.response()["alerts_written"], json!(0));
+    assert_eq!(again.response()["pages"], json!(0), "a finished backfill does not even read");
+    assert_eq!(again.response()["alerts_written_total"].as_u64(), Some(expected.len() as u64));
     assert_eq!(deployment.aws.keys("").await, keys, "a finished backfill writes no object at all");
     let items = deployment.aws.items().await;
     assert!(
@@ -107,6 +111,7 @@ async fn a_backfill_cut_short_by_deadlines_resumes_without_gap_or_duplicate() {
         assert!(progress >= last_progress, "progress never goes back: {result}");
         last_progress = progress;
         if result["complete"] == json!(true) {
+            assert_eq!(result["alerts_written_total"].as_u64(), Some(expected.len() as u64), "{result}");
             break;
         }
         assert!(invocations < 30, "no progress: {result}");

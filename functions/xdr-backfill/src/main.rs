@@ -74,20 +74,19 @@ async fn local(cli: Cli) -> Result<(), AppError> {
     let graph = GraphClient::new(http, config.graph_settings(), credentials);
     let live = FileStateStore::new(&local.state_file);
     // Progress is kept per requested window, next to the live state but never in it.
-    let file_name: String = request
-        .state_key(&config.tenant_id)
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
-        .collect();
     let state_dir = local.state_file.parent().map(|dir| dir.to_path_buf()).unwrap_or_default();
-    let store = FileStateStore::new(state_dir.join(format!("{file_name}.json")));
+    let state_for = |key: &str| {
+        let file_name: String =
+            key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        FileStateStore::new(state_dir.join(format!("{file_name}.json")))
+    };
     let sink = DirSink::new(&local.output_dir);
     let deadline = local
         .run_timeout
         .and_then(|timeout| chrono::TimeDelta::from_std(timeout).ok())
         .map(|timeout| Utc::now() + timeout);
     let run = RunRequest { run_id: new_run_id(), deadline };
-    let outcome = run_backfill(&config, &request, &graph, &live, &store, &sink, &SystemClock, run).await?;
+    let outcome = run_backfill(&config, &request, &graph, &live, state_for, &sink, &SystemClock, run).await?;
     println!("{}", serde_json::to_string_pretty(&outcome.to_json()).unwrap_or_default());
     Ok(())
 }

@@ -17,6 +17,7 @@ use xdr_graph::{Cloud, Endpoints, GraphSettings, RetryPolicy};
 
 pub const DEFAULT_HTTP_TIMEOUT_SECONDS: u64 = 30;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+pub const DEFAULT_BACKFILL_CONCURRENCY: usize = 4;
 pub const DEFAULT_OUTPUT_DIR: &str = "xdr-output";
 pub const DEFAULT_STATE_FILE: &str = "xdr-state/sync-state.json";
 
@@ -43,6 +44,8 @@ pub struct SyncConfig {
     pub engine: SyncSettings,
     pub http_timeout: Duration,
     pub max_attempts: u32,
+    /// Backfill parts read at once (each one request at a time).
+    pub backfill_concurrency: usize,
 }
 
 /// What a local run needs on top: credentials and the local places for output and state.
@@ -162,6 +165,8 @@ impl SyncConfig {
             settings.number("FINISH_RESERVE_MS", DEFAULT_FINISH_RESERVE_MILLIS, 100, 60_000)?;
         let http_timeout = settings.number("HTTP_TIMEOUT_SECONDS", DEFAULT_HTTP_TIMEOUT_SECONDS, 1, 900)?;
         let max_attempts = settings.number("MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1, 20)?;
+        let backfill_concurrency =
+            settings.number("BACKFILL_CONCURRENCY", DEFAULT_BACKFILL_CONCURRENCY, 1, 16)?;
 
         Ok(Self {
             tenant_id,
@@ -179,6 +184,7 @@ impl SyncConfig {
             },
             http_timeout: Duration::from_secs(http_timeout),
             max_attempts,
+            backfill_concurrency,
         })
     }
 

@@ -199,14 +199,13 @@ impl Services {
         self.authenticate(deadline).await?;
         let key = request.state_key(&self.config.tenant_id);
         let live = self.store(&self.live_key());
-        let store = self.store(&key);
         let work = async {
             let outcome = run_backfill(
                 &self.config,
                 &request,
                 &self.graph,
                 &live,
-                &store,
+                |key: &str| self.store(key),
                 &self.sink,
                 &SystemClock,
                 Self::run_request(&event, deadline),

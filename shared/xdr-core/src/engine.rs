@@ -191,6 +191,11 @@ where
             .map_err(|error| EngineError::Output { key: pending.key.clone(), error })?;
         let note = if landed {
             self.state.seen.extend(pending.entries.entries());
+            // Quarantine objects announce no versions; only data objects count as written.
+            if !pending.entries.is_empty() {
+                self.state.written_alerts += pending.entries.len() as u64;
+                self.state.written_objects += 1;
+            }
             format!("object {} from an interrupted run had landed; its alerts count as written", pending.key)
         } else {
             format!("object {} from an interrupted run never landed; its alerts are read again", pending.key)
@@ -459,6 +464,10 @@ where
         }
         self.state.seen.extend(entries);
         self.state.pending = None;
+        if which.0 == BatchKind::Data {
+            self.state.written_alerts += records as u64;
+            self.state.written_objects += 1;
+        }
         self.storing_from = None;
         self.save().await?;
 

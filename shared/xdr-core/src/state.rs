@@ -25,6 +25,9 @@ pub struct SyncState {
     pub pending: Option<PendingObject>,
     /// A bounded window's end (backfill): reading stops here. `None`: the live sync, up to now.
     pub window_end: Option<DateTime<Utc>>,
+    /// Alert versions and objects this state has stored in all, over every run.
+    pub written_alerts: u64,
+    pub written_objects: u64,
     /// Set when a run stopped inside a slice: the slice length the next run starts with, so a
     /// short invocation still completes a slice and moves the cursor.
     pub slice_hint: Option<TimeDelta>,
@@ -45,6 +48,8 @@ impl SyncState {
             seen: SeenVersions::default(),
             pending: None,
             window_end: None,
+            written_alerts: 0,
+            written_objects: 0,
             slice_hint: None,
         }
     }
@@ -81,6 +86,10 @@ struct StoredSyncState {
     slice_hint_nanos: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     window_end: Option<DateTime<Utc>>,
+    #[serde(default)]
+    written_alerts: u64,
+    #[serde(default)]
+    written_objects: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -109,6 +118,8 @@ impl SyncState {
             }),
             slice_hint_nanos: self.slice_hint.and_then(|hint| hint.num_nanoseconds()),
             window_end: self.window_end,
+            written_alerts: self.written_alerts,
+            written_objects: self.written_objects,
         };
         // Serialising plain strings, numbers and timestamps cannot fail.
         serde_json::to_string(&stored).unwrap_or_default()
@@ -134,6 +145,8 @@ impl SyncState {
             },
             slice_hint: stored.slice_hint_nanos.filter(|nanos| *nanos > 0).map(TimeDelta::nanoseconds),
             window_end: stored.window_end,
+            written_alerts: stored.written_alerts,
+            written_objects: stored.written_objects,
         })
     }
 }
@@ -155,6 +168,8 @@ mod tests {
         state.pending = Some(PendingObject { key: "p/dt=2026-11-28/x.gz".into(), entries: pending });
         state.slice_hint = Some(TimeDelta::seconds(90));
         state.window_end = Some(t + TimeDelta::days(1));
+        state.written_alerts = 12;
+        state.written_objects = 3;
         let back = SyncState::from_json(&state.to_json()).unwrap();
         assert_eq!(back, state);
         assert!(SyncState::from_json("{}").is_err());

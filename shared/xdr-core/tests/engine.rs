@@ -347,6 +347,9 @@ async fn a_crash_at_any_state_write_loses_and_duplicates_nothing() {
             assert!(recovered.recovered.is_some(), "crash after the put at save {crash_at} is recovered");
         }
         world.assert_exactly(&expected);
+        let state = world.store.state().unwrap();
+        assert_eq!(state.written_alerts, expected.len() as u64, "lifetime totals count each version once");
+        assert_eq!(state.written_objects as usize, world.sink.objects().len());
     }
 }
 

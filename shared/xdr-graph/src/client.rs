@@ -57,6 +57,9 @@ pub struct GraphClient<P> {
     credentials: P,
     token: Mutex<Option<CachedToken>>,
     counters: Counters,
+    /// When Graph tells one request to back off, every concurrent request waits too: retrying
+    /// sooner from a sibling task would only count against the same quota.
+    backoff_until: std::sync::Mutex<Option<Instant>>,
 }
 
 /// Builds the HTTP client: rustls, gzip, proxy from `HTTPS_PROXY`/`NO_PROXY` (reqwest's default).
@@ -151,7 +154,14 @@ fn entra_code(body: &EntraErrorBody) -> Option<u64> {
 
 impl<P: CredentialProvider> GraphClient<P> {
     pub fn new(http: reqwest::Client, settings: GraphSettings, credentials: P) -> Self {
-        Self { http, settings, credentials, token: Mutex::new(None), counters: Counters::default() }
+        Self {
+            http,
+            settings,
+            credentials,
+            token: Mutex::new(None),
+            counters: Counters::default(),
+            backoff_until: std::sync::Mutex::new(None),
+        }
     }
 
     pub fn stats(&self) -> GraphStats {
@@ -231,6 +241,26 @@ impl<P: CredentialProvider> GraphClient<P> {
         }
         tokio::time::sleep(wait).await;
         true
+    }
+
+    /// Extends the shared backoff to at least `wait` from now.
+    fn back_off_all(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut shared = self.backoff_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *shared = Some(shared.map_or(until, |current| current.max(until)));
+    }
+
+    /// Waits out a backoff another request was told to observe, unless that passes the deadline.
+    async fn respect_shared_backoff(&self, deadline: Option<DateTime<Utc>>) -> Result<(), GraphError> {
+        let until = *self.backoff_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(wait) = until.and_then(|until| until.checked_duration_since(Instant::now())) else {
+            return Ok(());
+        };
+        if self.wait_or_give_up(wait, deadline).await {
+            Ok(())
+        } else {
+            Err(GraphError::BackingOff { wait_ms: wait.as_millis() as u64 })
+        }
     }
 
     /// A cached token, or a new one.
@@ -367,6 +397,7 @@ impl<P: CredentialProvider> GraphClient<P> {
         let mut last_problem: String;
         loop {
             attempt += 1;
+            self.respect_shared_backoff(deadline).await?;
             let token = self.token(deadline).await?;
             let timeout = self.request_timeout(deadline)?;
             self.counters.graph_requests.fetch_add(1, Ordering::Relaxed);
@@ -408,6 +439,7 @@ impl<P: CredentialProvider> GraphClient<P> {
                         }
                         let after = retry_after(response.headers(), Utc::now());
                         let wait = self.settings.retry.delay(attempt, after);
+                        self.back_off_all(wait);
                         warn!(
                             status = status.as_u16(),
                             request_id = %request_id,

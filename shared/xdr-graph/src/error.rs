@@ -32,6 +32,8 @@ pub enum GraphError {
         "Graph kept throttling after {attempts} attempts (last HTTP {status}, request-id {request_id}){detail}"
     )]
     Throttled { attempts: u32, status: u16, request_id: String, detail: String },
+    #[error("Graph asked this client to back off for {wait_ms} ms more, past the invocation deadline")]
+    BackingOff { wait_ms: u64 },
     #[error("stopped before the invocation deadline: {0}")]
     OutOfTime(String),
     #[error("Graph is unavailable after {attempts} attempts: {last}")]
@@ -56,7 +58,7 @@ impl GraphError {
             | GraphError::Entra { .. }
             | GraphError::Credentials(_)
             | GraphError::Forbidden { .. } => SourceErrorKind::Credentials,
-            GraphError::Throttled { .. } => SourceErrorKind::Throttled,
+            GraphError::Throttled { .. } | GraphError::BackingOff { .. } => SourceErrorKind::Throttled,
             GraphError::OutOfTime(_) => SourceErrorKind::OutOfTime,
             GraphError::Unavailable { .. } | GraphError::BadTokenResponse { .. } => {
                 SourceErrorKind::Unavailable
