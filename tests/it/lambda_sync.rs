@@ -61,6 +61,19 @@ async fn scheduled_invocations_write_each_version_once() {
     let head = deployment.aws.s3.head_object().bucket(&deployment.aws.bucket).key(key).send().await.unwrap();
     assert_eq!(head.content_type(), Some("application/gzip"));
     assert!(keys_before.iter().all(|k| k.starts_with(PREFIX) && k.ends_with(".ndjson.gz")));
+    // One EMF metrics line per invocation, declaring what the dashboard and alarms use.
+    let logs = deployment.processes[0].output();
+    let emf: Vec<Value> = logs
+        .lines()
+        .filter(|line| line.contains("\"_aws\""))
+        .map(|line| serde_json::from_str(line).expect("EMF lines are JSON"))
+        .collect();
+    assert_eq!(emf.len(), 3, "one metrics line per invocation");
+    assert_eq!(emf[0]["Function"], json!("xdr-sync"));
+    assert_eq!(emf[0]["AlertsWritten"].as_u64(), summary["alerts_written"].as_u64());
+    assert_eq!(emf[0]["RunsComplete"], json!(1));
+    assert_eq!(emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], json!("XdrLake"));
+    assert!(emf[2]["LagSeconds"].as_f64().unwrap() < 60.0);
     // JSON logs that carry the invocation's request id.
     let logs = deployment.processes[0].output();
     assert!(logs.lines().any(|line| line.starts_with('{') && line.contains("6f0c0001")), "{logs:.2000}");

@@ -16,6 +16,7 @@ use xdr_graph::{GraphClient, http_client};
 use crate::config::{ConfigError, Settings, SyncConfig};
 use crate::error::AppError;
 use crate::local::new_run_id;
+use crate::metrics::{RunMetrics, emit};
 
 pub const DEFAULT_SECRET_CACHE_SECONDS: u64 = 300;
 /// Kept back from Lambda's deadline for releasing the lease and answering the Runtime API.
@@ -29,6 +30,8 @@ pub struct AwsConfig {
     pub output_bucket: String,
     pub s3_force_path_style: bool,
     pub secret_cache: Duration,
+    /// CloudWatch namespace of the run metrics (EMF on stdout).
+    pub metrics_namespace: String,
 }
 
 impl AwsConfig {
@@ -48,6 +51,9 @@ impl AwsConfig {
                 0,
                 86_400,
             )?),
+            metrics_namespace: settings
+                .optional("METRICS_NAMESPACE")
+                .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned()),
         })
     }
 }
@@ -82,6 +88,7 @@ pub struct Services {
     dynamodb: xdr_aws::DynamoClient,
     table: String,
     sink: S3Sink,
+    metrics_namespace: String,
 }
 
 impl Services {
@@ -101,6 +108,7 @@ impl Services {
             dynamodb: clients.dynamodb,
             table: aws.state_table,
             sink: S3Sink::new(clients.s3, aws.output_bucket),
+            metrics_namespace: aws.metrics_namespace,
             config,
         })
     }
@@ -166,8 +174,45 @@ impl Services {
         RunRequest { run_id: format!("{}-{request_id}", new_run_id()), deadline }
     }
 
+    /// Runs one invocation's work and emits its metrics, whatever the outcome.
+    async fn measured(
+        &self,
+        function: &str,
+        work: impl Future<Output = Result<Value, AppError>>,
+    ) -> Result<Value, AppError> {
+        let started = std::time::Instant::now();
+        let before = self.graph.stats();
+        let result = work.await;
+        let after = self.graph.stats();
+        let mut metrics = RunMetrics {
+            graph_requests: after.graph_requests - before.graph_requests,
+            throttled_requests: after.throttled_responses - before.throttled_responses,
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..RunMetrics::default()
+        };
+        match &result {
+            Ok(response) => {
+                metrics.alerts_written = response["alerts_written"].as_u64().unwrap_or(0);
+                metrics.objects_written =
+                    response["objects"].as_array().map_or(0, |objects| objects.len() as u64);
+                metrics.complete = u64::from(response["complete"] == json!(true));
+                metrics.lag_seconds = response["covered_until"]
+                    .as_str()
+                    .and_then(xdr_core::timeutil::parse_instant)
+                    .map(|covered| (Utc::now() - covered).num_milliseconds() as f64 / 1000.0);
+            }
+            Err(_) => metrics.errors = 1,
+        }
+        emit(&self.metrics_namespace, function, &metrics);
+        result
+    }
+
     /// `xdr-sync`: one scheduled invocation. Any JSON payload is accepted.
     pub async fn sync(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
+        self.measured("xdr-sync", self.sync_run(event)).await
+    }
+
+    async fn sync_run(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
         let deadline = Self::deadline(&event);
         let before = self.graph.stats();
         self.authenticate(deadline).await?;
@@ -193,6 +238,10 @@ impl Services {
 
     /// `xdr-backfill`: one invocation for `{"start": ..., "end": ...}`; re-invoke to continue.
     pub async fn backfill(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
+        self.measured("xdr-backfill", self.backfill_run(event)).await
+    }
+
+    async fn backfill_run(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
         // A bad event is refused before anything is read or written.
         let request = BackfillRequest::from_event(&event.payload, Utc::now())?;
         let deadline = Self::deadline(&event);

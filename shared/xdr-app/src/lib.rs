@@ -11,6 +11,7 @@ pub mod error;
 pub mod lambda;
 pub mod local;
 pub mod logging;
+pub mod metrics;
 pub mod report;
 
 pub use config::{ConfigError, LocalConfig, SyncConfig};

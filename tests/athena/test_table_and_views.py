@@ -1,0 +1,234 @@
+"""The Glue table and the Athena views fit the real output.
+
+Output comes from the real `xdr-sync demo` (the simulated tenant, synced twice, so some alerts have
+several versions). The table's columns and the views' SQL are read from infra/template.yaml itself.
+DuckDB stands in for Athena: the table is built from the raw lines with the JSON SerDe's rules
+(column names case-insensitive, `mapping.*` renames, nested objects in string columns kept as their
+JSON text), and the views' Trino SQL runs unchanged, with DuckDB macros for the Trino functions it
+calls. sqlglot checks that the SQL parses as Trino.
+"""
+
+import gzip
+import json
+import pathlib
+import subprocess
+
+import duckdb
+import pytest
+import sqlglot
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+# Trino functions the views use, and what they mean in DuckDB.
+TRINO_COMPAT = [
+    "CREATE MACRO from_iso8601_timestamp(s) AS CAST(s AS TIMESTAMPTZ)",
+]
+# Columns whose JSON shape is open: the SerDe hands over the object's JSON text.
+OPEN_SHAPE = {"evidence", "customdetails", "additionaldata"}
+
+
+class CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub, ...) kept as plain values."""
+
+
+def _any_tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_mapping(node, deep=True)
+
+
+CfnLoader.add_multi_constructor("!", _any_tag)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+
+
+@pytest.fixture(scope="module")
+def table(template):
+    return template["Resources"]["AlertsTable"]["Properties"]["TableInput"]
+
+
+@pytest.fixture(scope="module")
+def named_queries(template):
+    return {
+        name: resource["Properties"]["QueryString"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Athena::NamedQuery"
+    }
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory):
+    """Real output: the demo syncs the simulated tenant twice; run it twice for more versions."""
+    demo = tmp_path_factory.mktemp("demo") / "xdr-demo"
+    for _ in range(2):
+        subprocess.run(
+            ["cargo", "run", "--quiet", "-p", "xdr-sync", "--", "demo", "--dir", str(demo)],
+            cwd=ROOT, check=True, capture_output=True, text=True,
+        )
+    data = demo / "output" / "defender-xdr" / "alerts"
+    files = sorted(data.glob("dt=*/*.gz"))
+    assert files, "the demo wrote objects"
+    return data
+
+
+def records(data):
+    for path in sorted(data.glob("dt=*/*.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            for line in lines:
+                yield path.parent.name[3:], json.loads(line)
+
+
+def json_key(record_keys, column, serde):
+    """The JSON key the SerDe reads for a column (mappings, then case-insensitive)."""
+    mapped = serde.get(f"mapping.{column}")
+    if mapped is not None:
+        return mapped if mapped in record_keys else None
+    for key in record_keys:
+        if key.lower() == column:
+            return key
+    return None
+
+
+def compatible(glue_type, value, column):
+    if value is None:
+        return True
+    if glue_type == "string":
+        return isinstance(value, str) or (column in OPEN_SHAPE and isinstance(value, (dict, list)))
+    if glue_type == "array<string>":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if glue_type.startswith("array<struct<"):
+        fields = {f.split(":")[0] for f in glue_type[len("array<struct<"):-2].split(",")}
+        return isinstance(value, list) and all(
+            isinstance(item, dict) and {k.lower() for k in item} <= fields
+            and all(v is None or isinstance(v, str) for v in item.values())
+            for item in value
+        )
+    raise AssertionError(f"no compatibility rule for {glue_type}")
+
+
+def test_every_glue_column_is_in_the_data_with_a_compatible_type(table, output):
+    serde = table["StorageDescriptor"]["SerdeInfo"]["Parameters"]
+    columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
+    assert [c["Name"] for c in table["PartitionKeys"]] == ["dt"]
+    seen = {name: 0 for name, _ in columns}
+    count = 0
+    for _, record in records(output):
+        count += 1
+        for name, glue_type in columns:
+            key = json_key(record.keys(), name, serde)
+            if key is None:
+                continue
+            seen[name] += 1
+            assert compatible(glue_type, record[key], name), f"{name} ({glue_type}) vs {record[key]!r:.120}"
+    assert count > 500
+    missing = [name for name, hits in seen.items() if hits == 0]
+    assert not missing, f"Glue columns absent from every record: {missing}"
+    for name, _ in columns:
+        assert name == name.lower(), "Glue keeps column names in lower case"
+
+
+def test_partition_projection_matches_the_layout(table):
+    parameters = table["Parameters"]
+    assert parameters["projection.enabled"] == "true"
+    assert parameters["projection.dt.type"] == "date"
+    assert parameters["projection.dt.format"] == "yyyy-MM-dd"
+    assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
+
+
+def test_the_views_and_queries_are_trino_sql(named_queries):
+    assert {"AlertsHistoryView", "AlertsLatestView"} <= named_queries.keys()
+    for name, sql in named_queries.items():
+        sqlglot.parse_one(sql, read="trino")  # raises on anything Trino would not parse
+
+
+DUCKDB_TYPES = {"string": "VARCHAR", "array<string>": "VARCHAR[]"}
+
+
+def duckdb_type(glue_type):
+    if glue_type in DUCKDB_TYPES:
+        return DUCKDB_TYPES[glue_type]
+    fields = glue_type[len("array<struct<"):-2].split(",")
+    return "STRUCT(" + ", ".join(f'"{f.split(":")[0]}" VARCHAR' for f in fields) + ")[]"
+
+
+def serde_value(record, column, glue_type, serde):
+    """What the OpenX JSON SerDe returns for `column` of one line."""
+    key = json_key(record.keys(), column, serde)
+    value = None if key is None else record[key]
+    if value is None:
+        return None
+    if glue_type == "string":
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
+    if glue_type == "array<string>":
+        return list(value)
+    fields = [f.split(":")[0] for f in glue_type[len("array<struct<"):-2].split(",")]
+    return [{field: {k.lower(): v for k, v in item.items()}.get(field) for field in fields} for item in value]
+
+
+def load_table(connection, table, data):
+    """`alerts` as Athena sees it through the Glue table and the JSON SerDe."""
+    serde = table["StorageDescriptor"]["SerdeInfo"]["Parameters"]
+    columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
+    definition = ", ".join(f"{name} {duckdb_type(glue_type)}" for name, glue_type in columns)
+    connection.execute(f"CREATE TABLE alerts ({definition}, dt VARCHAR)")
+    rows = [
+        [serde_value(record, name, glue_type, serde) for name, glue_type in columns] + [dt]
+        for dt, record in records(data)
+    ]
+    placeholders = ", ".join("?" for _ in range(len(columns) + 1))
+    connection.executemany(f"INSERT INTO alerts VALUES ({placeholders})", rows)
+    return len(rows)
+
+
+@pytest.fixture(scope="module")
+def athena(table, named_queries, output):
+    connection = duckdb.connect()
+    for macro in TRINO_COMPAT:
+        connection.execute(macro)
+    lines = load_table(connection, table, output)
+    connection.execute(named_queries["AlertsHistoryView"])
+    connection.execute(named_queries["AlertsLatestView"])
+    return connection, lines
+
+
+def test_history_has_every_version_and_latest_one_row_per_alert(athena, output):
+    athena, lines = athena
+    distinct = len({record["id"] for _, record in records(output)})
+    assert athena.execute("SELECT count(*) FROM alerts_history").fetchone()[0] == lines
+    assert athena.execute("SELECT count(*) FROM alerts_latest").fetchone()[0] == distinct
+    assert distinct < lines, "some alerts have several versions"
+    # For an alert with several versions, latest is its newest one.
+    alert, newest = athena.execute(
+        """SELECT id, max(last_update_time) FROM alerts_history GROUP BY id HAVING count(*) > 1 LIMIT 1"""
+    ).fetchone()
+    latest = athena.execute("SELECT last_update_time, status FROM alerts_latest WHERE id = ?", [alert]).fetchone()
+    assert latest[0] == newest
+    # The 7-digit timestamps parse.
+    nulls = athena.execute("SELECT count(*) FROM alerts_history WHERE last_update_time IS NULL").fetchone()[0]
+    assert nulls == 0
+
+
+def test_the_useful_queries_run_and_answer(athena, named_queries):
+    athena, _ = athena
+    results = {}
+    for name in ("OpenHighSeverityQuery", "AlertsBySourceQuery", "MeanTimeToResolveQuery"):
+        cursor = athena.execute(named_queries[name])
+        results[name] = ([column[0] for column in cursor.description], cursor.fetchall())
+    columns, rows = results["AlertsBySourceQuery"]
+    assert columns == ["servicesource", "alerts"] and rows, "the demo has alerts from the last 7 days"
+    columns, rows = results["MeanTimeToResolveQuery"]
+    assert columns == ["severity", "resolved_alerts", "mean_minutes_to_resolve"] and rows
+    assert all(row[2] is not None and row[2] >= 0 for row in rows)
+    columns, rows = results["OpenHighSeverityQuery"]
+    assert rows and all(row[3] != "resolved" for row in rows)
+    # Printed for the README (pytest -s shows it).
+    for name, (columns, rows) in results.items():
+        print(f"\n{name}: {columns}")
+        for row in rows[:5]:
+            print("  ", row)
