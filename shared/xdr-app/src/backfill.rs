@@ -157,7 +157,7 @@ pub enum BackfillOutcome {
         end: DateTime<Utc>,
         note: Option<String>,
         /// This invocation's work, summed over the parts it read.
-        invocation: RunSummary,
+        invocation: Box<RunSummary>,
         tally: BackfillTally,
     },
 }
@@ -292,10 +292,10 @@ where
     let results: Vec<Result<Option<RunSummary>, EngineError>> = stream::iter(candidates)
         .map(|index| async move {
             let store = &stores_ref[index];
-            if let Some((state, _)) = store.load().await? {
-                if is_complete(&state) {
-                    return Ok(None);
-                }
+            if let Some((state, _)) = store.load().await?
+                && is_complete(&state)
+            {
+                return Ok(None);
             }
             if run_ref.deadline.is_some_and(|deadline| clock.now() + settings.finish_reserve >= deadline) {
                 return Ok(Some(RunSummary {
@@ -372,7 +372,7 @@ where
     if let Some(error) = first_error {
         return Err(error.into());
     }
-    Ok(BackfillOutcome::Read { request, start, end, note, invocation, tally })
+    Ok(BackfillOutcome::Read { request, start, end, note, invocation: Box::new(invocation), tally })
 }
 
 #[cfg(test)]
