@@ -82,8 +82,9 @@ async fn scheduled_invocations_write_each_version_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_overlapping_invocations_never_duplicate() {
-    let options = SimOptions { page_latency: Duration::from_millis(150), ..SimOptions::default() };
-    let mut deployment = Deployment::new(settled_tenant(43, 600), options, None).await;
+    // About 3 s of paging, so the two invocations surely overlap even on a loaded machine.
+    let options = SimOptions { page_latency: Duration::from_millis(300), ..SimOptions::default() };
+    let mut deployment = Deployment::new(settled_tenant(43, 1000), options, None).await;
     deployment.start();
     deployment.start();
     let expected = deployment.visible_now();
@@ -178,18 +179,25 @@ async fn a_short_deadline_returns_in_time_and_later_invocations_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_invocation_blocks_nobody_past_its_deadline_and_loses_nothing() {
-    let options = SimOptions { page_latency: Duration::from_millis(200), ..SimOptions::default() };
-    let mut deployment = Deployment::new(settled_tenant(61, 1200), options, None).await;
+    let options = SimOptions { page_latency: Duration::from_millis(250), ..SimOptions::default() };
+    let mut deployment = Deployment::new(settled_tenant(61, 2000), options, None).await;
     deployment.set("MAX_OBJECT_MB", "1");
     deployment.start();
     let expected = deployment.visible_now();
     let event = scheduled_event();
+    let killed_deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     {
-        // Invoke with a 5 s timeout and kill the sandbox 2.5 s in, mid-run.
+        // Invoke with a 5 s timeout and kill the sandbox mid-run, as soon as it stored an object.
         let invocation = deployment.api.invoke(&event, Duration::from_secs(5));
-        tokio::select! {
-            outcome = invocation => panic!("the run should still be going: {outcome:?}"),
-            _ = tokio::time::sleep(Duration::from_millis(2500)) => {}
+        tokio::pin!(invocation);
+        loop {
+            tokio::select! {
+                outcome = &mut invocation => panic!("the run should still be going: {outcome:?}"),
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            if !deployment.aws.keys(PREFIX).await.is_empty() {
+                break;
+            }
         }
     }
     deployment.processes[0].kill();
@@ -200,7 +208,7 @@ async fn a_killed_invocation_blocks_nobody_past_its_deadline_and_loses_nothing()
     let busy = deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await;
     assert_eq!(busy.response()["complete"], json!(false), "{:?}", busy);
     // After its deadline the lease is gone.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep_until(killed_deadline + Duration::from_millis(500)).await;
     let done = deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await;
     assert_eq!(done.response()["complete"], json!(true), "{:?}", done);
     assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);

@@ -12,6 +12,7 @@ use chrono::Utc;
 use clap::Parser;
 use serde_json::json;
 use xdr_app::backfill::{BackfillRequest, run_backfill};
+use xdr_app::entry::{run_main, under_lambda};
 use xdr_app::lambda::{Function, serve};
 use xdr_app::local::new_run_id;
 use xdr_app::{AppError, LocalConfig, SyncConfig, logging};
@@ -35,28 +36,14 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let under_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let cli = if under_lambda { None } else { Some(Cli::parse()) };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    // Under Lambda no arguments are needed (nor read): the same binary serves invocations.
+    let cli = if under_lambda() { None } else { Some(Cli::parse()) };
+    run_main(async {
         match cli {
             None => serve(Function::Backfill).await,
             Some(cli) => local(cli).await,
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error ({}): {error}", error.kind());
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn local(cli: Cli) -> Result<(), AppError> {

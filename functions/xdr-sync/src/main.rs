@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use chrono::{TimeDelta, Utc};
 use clap::{Parser, Subcommand};
 use xdr_app::demo::{DemoOptions, run_demo};
+use xdr_app::entry::{run_main, under_lambda};
 use xdr_app::lambda::{Function, serve};
 use xdr_app::local::run_local;
 use xdr_app::report::{describe_folder, describe_run};
@@ -52,37 +53,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let under_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let cli = if under_lambda { Cli { command: None } } else { Cli::parse() };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        if under_lambda {
-            return serve(Function::Sync).await;
-        }
-        match cli.command.unwrap_or(Command::Sync) {
-            Command::Sync => sync().await,
-            Command::Demo { dir, throttle } => {
+    // Under Lambda no arguments are needed (nor read): the same binary serves invocations.
+    let command = if under_lambda() { None } else { Some(Cli::parse().command.unwrap_or(Command::Sync)) };
+    run_main(async {
+        match command {
+            None => serve(Function::Sync).await,
+            Some(Command::Sync) => sync().await,
+            Some(Command::Demo { dir, throttle }) => {
                 logging::init("warn");
                 let output = run_demo(&DemoOptions { dir, throttle }).await?;
                 print!("{output}");
                 Ok(())
             }
-            Command::Simulate { port, alerts } => simulate(port, alerts).await,
+            Some(Command::Simulate { port, alerts }) => simulate(port, alerts).await,
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error ({}): {error}", error.kind());
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn sync() -> Result<(), AppError> {

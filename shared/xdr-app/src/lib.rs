@@ -7,6 +7,7 @@
 pub mod backfill;
 pub mod config;
 pub mod demo;
+pub mod entry;
 pub mod error;
 pub mod lambda;
 pub mod local;
