@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
-use xdr_simulator::{Activity, SimOptions, SimTenant};
+use xdr_simulator::{Activity, Fault, SimOptions, SimTenant};
 use xdr_tests::assert_exactly;
 use xdr_tests::deployment::Deployment;
 use xdr_tests::runtime_api::Outcome;
+use xdr_tests::s3_fault_proxy::{PutFault, S3FaultProxy};
 
 const PREFIX: &str = "defender-xdr/alerts/";
 
@@ -256,4 +257,88 @@ async fn a_missing_table_or_bucket_is_named_with_what_to_check() {
     assert!(message.contains("no-such-bucket") && message.contains("check OUTPUT_BUCKET"), "{message}");
     // The announced object is pending in the state; nothing was written anywhere.
     assert!(deployment.aws.keys("").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unexpected_graph_answers_fail_clearly_and_lose_nothing() {
+    let mut deployment = Deployment::new(settled_tenant(101, 500), SimOptions::default(), None).await;
+    deployment.start();
+    let mut expected = deployment.visible_now();
+
+    // The third page comes back without `value`: the run fails, keeping what it had.
+    deployment.sim.push_fault(Fault::Pass);
+    deployment.sim.push_fault(Fault::Pass);
+    deployment.sim.push_fault(Fault::UnexpectedShape);
+    let outcome = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    let Outcome::Error { error_type, message, .. } = outcome else {
+        panic!("expected an error: {outcome:?}")
+    };
+    assert_eq!(error_type, "GraphMalformedPageError");
+    assert!(message.contains("no `value` array"), "{message}");
+    let done = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    assert_eq!(done.response()["complete"], json!(true));
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+
+    // A nextLink to another host is refused: the token never goes there.
+    deployment
+        .sim
+        .with_tenant(|t| t.produce(Utc::now(), Activity { new_alerts: 250, updates: 0, late: 0, bulk: 0 }));
+    expected.extend(deployment.visible_now());
+    expected.sort();
+    expected.dedup();
+    deployment.sim.push_fault(Fault::ForeignNextLink);
+    let outcome = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    let Outcome::Error { error_type, message, .. } = outcome else {
+        panic!("expected an error: {outcome:?}")
+    };
+    assert_eq!(error_type, "GraphRefusedError");
+    assert!(
+        message.contains("graph.attacker.example") && message.contains("never sent elsewhere"),
+        "{message}"
+    );
+    let done = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    assert_eq!(done.response()["complete"], json!(true));
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+    deployment.assert_no_secrets(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_puts_landed_or_not_lose_and_duplicate_nothing() {
+    let mut deployment = Deployment::new(settled_tenant(103, 900), SimOptions::default(), None).await;
+    let proxy = S3FaultProxy::start(&deployment.aws.endpoint).await;
+    deployment.set("AWS_ENDPOINT_URL_S3", &proxy.endpoint);
+    deployment.set("MAX_OBJECT_MB", "1");
+    deployment.start();
+    let expected = deployment.visible_now();
+
+    // The first object's put never lands, through all three attempts of the SDK's retries.
+    proxy.fail_puts(&[PutFault::FailBefore; 3]);
+    let outcome = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    let Outcome::Error { error_type, message, .. } = outcome else {
+        panic!("expected an error: {outcome:?}")
+    };
+    assert_eq!(error_type, "OutputError", "{message}");
+    assert!(deployment.aws.keys(PREFIX).await.is_empty(), "the put never landed");
+    let done = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    assert_eq!(done.response()["complete"], json!(true), "{:?}", done);
+    assert!(done.response()["recovered"].as_str().unwrap_or_default().contains("never landed"), "{:?}", done);
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+
+    // Now an object lands but every attempt is answered with an error (a lost response).
+    deployment
+        .sim
+        .with_tenant(|t| t.produce(Utc::now(), Activity { new_alerts: 300, updates: 40, late: 0, bulk: 5 }));
+    let mut expected = expected;
+    expected.extend(deployment.visible_now());
+    expected.sort();
+    expected.dedup();
+    proxy.fail_puts(&[PutFault::FailAfter; 3]);
+    let outcome = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    let Outcome::Error { error_type, .. } = outcome else { panic!("expected an error: {outcome:?}") };
+    assert_eq!(error_type, "OutputError");
+    assert!(proxy.puts().iter().any(|(_, status)| *status == 500));
+    let done = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    assert_eq!(done.response()["complete"], json!(true), "{:?}", done);
+    assert!(done.response()["recovered"].as_str().unwrap_or_default().contains("had landed"), "{:?}", done);
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
 }

@@ -7,6 +7,7 @@ pub mod deployment;
 pub mod function;
 pub mod moto;
 pub mod runtime_api;
+pub mod s3_fault_proxy;
 
 use std::collections::BTreeMap;
 use std::io::Read;
