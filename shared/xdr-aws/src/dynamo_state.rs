@@ -1,5 +1,7 @@
 //! The sync state as one DynamoDB item, written only conditionally on its revision.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
@@ -26,25 +28,30 @@ impl DynamoStateStore {
     }
 }
 
+/// One item by its `pk`, read consistently (the latest write, not an eventually consistent copy).
+pub(crate) async fn read_item(
+    client: &Client,
+    table: &str,
+    pk: &str,
+) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    let output = client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|error| {
+            let problem = failure(&error, "STATE_TABLE", "dynamodb:GetItem");
+            StoreError::Unavailable(format!("GetItem on table {table} ({pk}): {problem}"))
+        })?;
+    Ok(output.item)
+}
+
 impl StateStore for DynamoStateStore {
     async fn load(&self) -> Result<Option<(SyncState, Revision)>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(self.pk.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|error| {
-                StoreError::Unavailable(format!(
-                    "GetItem on table {} ({}): {}",
-                    self.table,
-                    self.pk,
-                    failure(&error, "STATE_TABLE", "dynamodb:GetItem")
-                ))
-            })?;
-        let Some(item) = output.item else { return Ok(None) };
+        let item = read_item(&self.client, &self.table, &self.pk).await?;
+        let Some(item) = item else { return Ok(None) };
         let revision = item
             .get("revision")
             .and_then(|value| value.as_n().ok())

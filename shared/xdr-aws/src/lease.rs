@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use xdr_core::StoreError;
 
+use crate::dynamo_state::read_item;
 use crate::failure;
 
 #[derive(Clone)]
@@ -57,16 +58,8 @@ impl DynamoLease {
             Err(error)
                 if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                let current = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("pk", AttributeValue::S(self.pk.clone()))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .ok()
-                    .and_then(|output| output.item);
+                // Who holds it is only for the message; a failed read leaves "unknown".
+                let current = read_item(&self.client, &self.table, &self.pk).await.ok().flatten();
                 let holder = current
                     .as_ref()
                     .and_then(|item| item.get("holder")?.as_s().ok().cloned())
