@@ -83,7 +83,7 @@ async fn sync() -> Result<(), AppError> {
 
 async fn simulate(port: u16, alerts: u64) -> Result<(), AppError> {
     logging::init("info");
-    let tenant = SimTenant::with_history(fastrand_seed(), Utc::now(), TimeDelta::days(3), alerts);
+    let tenant = SimTenant::with_history(seed_from_clock(), Utc::now(), TimeDelta::days(3), alerts);
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let simulator = Simulator::start_on(tenant, SimOptions::default(), address)
         .await
@@ -108,6 +108,6 @@ async fn simulate(port: u16, alerts: u64) -> Result<(), AppError> {
     Ok(())
 }
 
-fn fastrand_seed() -> u64 {
+fn seed_from_clock() -> u64 {
     Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64
 }
