@@ -174,7 +174,8 @@ impl Services {
         RunRequest { run_id: format!("{}-{request_id}", new_run_id()), deadline }
     }
 
-    /// Runs one invocation's work and emits its metrics, whatever the outcome.
+    /// Runs one invocation's work, adds its Graph counters to the response, and emits its
+    /// metrics, whatever the outcome.
     async fn measured(
         &self,
         function: &str,
@@ -182,8 +183,17 @@ impl Services {
     ) -> Result<Value, AppError> {
         let started = std::time::Instant::now();
         let before = self.graph.stats();
-        let result = work.await;
+        let mut result = work.await;
         let after = self.graph.stats();
+        // The response says what this invocation asked of Graph, as the metrics do.
+        if let Ok(Value::Object(fields)) = &mut result {
+            fields.insert("graph_requests".into(), json!(after.graph_requests - before.graph_requests));
+            fields.insert(
+                "throttled_responses".into(),
+                json!(after.throttled_responses - before.throttled_responses),
+            );
+            fields.insert("token_requests".into(), json!(after.token_requests - before.token_requests));
+        }
         let mut metrics = RunMetrics {
             graph_requests: after.graph_requests - before.graph_requests,
             throttled_requests: after.throttled_responses - before.throttled_responses,
@@ -214,7 +224,6 @@ impl Services {
 
     async fn sync_run(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
         let deadline = Self::deadline(&event);
-        let before = self.graph.stats();
         self.authenticate(deadline).await?;
         let key = self.live_key();
         let store = self.store(&key);
@@ -223,17 +232,7 @@ impl Services {
             let summary = run_sync(&self.config.engine, ports, Self::run_request(&event, deadline)).await?;
             Ok(serde_json::to_value(&summary).unwrap_or_else(|_| json!({})))
         };
-        let mut response = self.with_lease(&key, &event.context.request_id, deadline, work).await?;
-        let after = self.graph.stats();
-        if let Value::Object(fields) = &mut response {
-            fields.insert("graph_requests".into(), json!(after.graph_requests - before.graph_requests));
-            fields.insert(
-                "throttled_responses".into(),
-                json!(after.throttled_responses - before.throttled_responses),
-            );
-            fields.insert("token_requests".into(), json!(after.token_requests - before.token_requests));
-        }
-        Ok(response)
+        self.with_lease(&key, &event.context.request_id, deadline, work).await
     }
 
     /// `xdr-backfill`: one invocation for `{"start": ..., "end": ...}`; re-invoke to continue.
