@@ -7,9 +7,9 @@ use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 use xdr_simulator::{Activity, Fault, SimOptions, SimTenant};
 use xdr_tests::assert_exactly;
+use xdr_tests::aws_fault_proxy::{AwsFaultProxy, PutFault};
 use xdr_tests::deployment::Deployment;
 use xdr_tests::runtime_api::Outcome;
-use xdr_tests::s3_fault_proxy::{PutFault, S3FaultProxy};
 
 const PREFIX: &str = "defender-xdr/alerts/";
 
@@ -305,7 +305,7 @@ async fn unexpected_graph_answers_fail_clearly_and_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_puts_landed_or_not_lose_and_duplicate_nothing() {
     let mut deployment = Deployment::new(settled_tenant(103, 900), SimOptions::default(), None).await;
-    let proxy = S3FaultProxy::start(&deployment.aws.endpoint).await;
+    let proxy = AwsFaultProxy::start(&deployment.aws.endpoint).await;
     deployment.set("AWS_ENDPOINT_URL_S3", &proxy.endpoint);
     deployment.set("MAX_OBJECT_MB", "1");
     deployment.start();

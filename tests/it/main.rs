@@ -1,6 +1,7 @@
 //! Integration tests: the real Graph client and engine, over HTTP, against the simulated
 //! tenant, writing into local folders. One test binary, several modules.
 
+mod faults;
 mod graph_client;
 mod lambda_backfill;
 mod lambda_sync;

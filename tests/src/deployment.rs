@@ -62,7 +62,7 @@ impl Deployment {
     /// Starts one more warm sandbox of `name` polling the Runtime API.
     pub fn start_function(&mut self, name: &str) {
         let api = if name == "xdr-backfill" { &self.backfill_api } else { &self.api };
-        self.processes.push(FunctionProcess::start(name, &api.address(), &self.env));
+        self.processes.push(FunctionProcess::start(name, api, &self.env));
     }
 
     /// Stops every sandbox (the next invocation needs a cold start).

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::runtime_api::{RuntimeApi, SandboxEndpoint};
+
 static BINARIES: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
 
 /// Path of a workspace binary, built (debug) by cargo if needed.
@@ -38,10 +40,13 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct FunctionProcess {
     child: Child,
     output: Arc<Mutex<String>>,
+    endpoint: SandboxEndpoint,
 }
 
 impl FunctionProcess {
-    pub fn start(name: &str, runtime_api: &str, env: &[(String, String)]) -> Self {
+    pub fn start(name: &str, api: &RuntimeApi, env: &[(String, String)]) -> Self {
+        let endpoint = api.endpoint();
+        let runtime_api = endpoint.address.as_str();
         let mut command = Command::new(binary(name));
         command
             .env_clear()
@@ -76,7 +81,7 @@ impl FunctionProcess {
                 }
             });
         }
-        Self { child, output }
+        Self { child, output, endpoint }
     }
 
     /// Everything the process printed so far (logs).
@@ -86,6 +91,7 @@ impl FunctionProcess {
 
     /// Kills the sandbox (a crash, or Lambda ending a timed-out invocation).
     pub fn kill(&mut self) {
+        self.endpoint.close();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -3,11 +3,11 @@
 //! landed against the tenant's ground truth.
 
 pub mod aws;
+pub mod aws_fault_proxy;
 pub mod deployment;
 pub mod function;
 pub mod moto;
 pub mod runtime_api;
-pub mod s3_fault_proxy;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -136,6 +136,62 @@ pub fn lines_under(root: &Path, prefix: &str) -> Vec<(String, String)> {
 /// Each expected body is present exactly once, byte for byte, in the partition of its own
 /// `lastUpdateDateTime`, and nothing else is there.
 pub fn assert_exactly(lines: &[(String, String)], expected: &[String]) {
+    let counts = count_lines(lines);
+    let missing: Vec<&String> = expected.iter().filter(|body| !counts.contains_key(body.as_str())).collect();
+    assert!(missing.is_empty(), "{} expected versions missing, e.g. {:.200}", missing.len(), missing[0]);
+    assert_eq!(counts.len(), expected.len(), "lines that no expected version explains");
+}
+
+/// The ground truth when the tenant changed while runs were going on: every version Graph listed
+/// throughout one of the complete `runs` (start, end) is present exactly once, and every line
+/// is, byte for byte, some version the tenant ever had (none altered, none invented).
+pub fn assert_observed(
+    lines: &[(String, String)],
+    tenant: &SimTenant,
+    runs: &[(DateTime<Utc>, DateTime<Utc>)],
+) {
+    let counts = count_lines(lines);
+    let ever: std::collections::HashSet<&str> = tenant.versions.iter().map(|v| v.body.as_str()).collect();
+    let unknown = counts.keys().filter(|line| !ever.contains(*line)).count();
+    assert_eq!(unknown, 0, "lines that are no version the tenant ever had");
+    let mut missing = Vec::new();
+    for (start, end) in runs {
+        let listed = tenant.listed_throughout(*start, *end);
+        missing.extend(
+            listed
+                .into_iter()
+                .filter(|v| !counts.contains_key(v.body.as_str()))
+                .map(|v| {
+                    let stored: Vec<&str> = lines
+                        .iter()
+                        .filter(|(_, line)| line.contains(&format!("\"id\":\"{}\"", v.id)))
+                        .map(|(key, _)| key.as_str())
+                        .collect();
+                    let versions: Vec<String> = tenant
+                        .versions
+                        .iter()
+                        .filter(|w| w.id == v.id)
+                        .map(|w| format!("{}/{}", w.last_update, w.visible_at))
+                        .collect();
+                    format!(
+                        "{} updated {} visible {} (run {start} to {end}); all versions {versions:?}; in S3 under {stored:?}",
+                        v.id, v.last_update, v.visible_at
+                    )
+                }),
+        );
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "{} versions listed throughout a complete run are missing: {missing:#?}",
+        missing.len()
+    );
+}
+
+/// Counts each line, checking on the way that none is there twice and that each is JSON in the
+/// partition of its own `lastUpdateDateTime`.
+fn count_lines(lines: &[(String, String)]) -> BTreeMap<&str, usize> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for (key, line) in lines {
         let value: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
@@ -145,7 +201,5 @@ pub fn assert_exactly(lines: &[(String, String)], expected: &[String]) {
     }
     let duplicated = counts.values().filter(|n| **n > 1).count();
     assert_eq!(duplicated, 0, "{duplicated} lines are duplicated");
-    let missing: Vec<&String> = expected.iter().filter(|body| !counts.contains_key(body.as_str())).collect();
-    assert!(missing.is_empty(), "{} expected versions missing, e.g. {:.200}", missing.len(), missing[0]);
-    assert_eq!(counts.len(), expected.len(), "lines that no expected version explains");
+    counts
 }

@@ -1,8 +1,12 @@
 //! A minimal Lambda Runtime API: `GET /runtime/invocation/next`, `POST .../response`,
 //! `POST .../error`, `POST /runtime/init/error`, with the deadline and request-id headers.
+//!
+//! Each sandbox polls its own endpoint, so that a killed sandbox's `next` request, which may
+//! still be waiting when the next invocation comes, hands that invocation back instead of
+//! sending it to a dead socket.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,28 +53,57 @@ struct Shared {
     init_errors: Mutex<Vec<String>>,
     /// Every payload posted back (responses and errors), for secret-hygiene checks.
     transcript: Mutex<Vec<String>>,
+    /// Invocations handed back by the endpoint of a sandbox that died; served first.
+    returned: Mutex<VecDeque<Pending>>,
 }
 
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
     queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
+    /// False once the sandbox polling this endpoint is gone.
+    alive: Arc<AtomicBool>,
 }
 
 pub struct RuntimeApi {
-    address: SocketAddr,
     shared: Arc<Shared>,
+    queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
     sender: mpsc::UnboundedSender<Pending>,
     counter: Mutex<u64>,
 }
 
+/// One sandbox's endpoint: its `AWS_LAMBDA_RUNTIME_API` and a switch to mark the sandbox gone.
+pub struct SandboxEndpoint {
+    pub address: String,
+    alive: Arc<AtomicBool>,
+}
+
+impl SandboxEndpoint {
+    /// The sandbox is gone: an invocation its endpoint receives goes back to the queue.
+    pub fn close(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
+}
+
 impl RuntimeApi {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind runtime api");
-        let address = listener.local_addr().expect("address");
         let (sender, receiver) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::default());
-        let state = AppState { shared: shared.clone(), queue: Arc::new(tokio::sync::Mutex::new(receiver)) };
+        Self {
+            shared: Arc::new(Shared::default()),
+            queue: Arc::new(tokio::sync::Mutex::new(receiver)),
+            sender,
+            counter: Mutex::new(0),
+        }
+    }
+
+    /// A new endpoint for one more sandbox of this function.
+    pub fn endpoint(&self) -> SandboxEndpoint {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind runtime api");
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        let address = listener.local_addr().expect("address").to_string();
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        let alive = Arc::new(AtomicBool::new(true));
+        let state = AppState { shared: self.shared.clone(), queue: self.queue.clone(), alive: alive.clone() };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
             .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
@@ -80,12 +113,7 @@ impl RuntimeApi {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { address, shared, sender, counter: Mutex::new(0) }
-    }
-
-    /// `host:port`, for `AWS_LAMBDA_RUNTIME_API`.
-    pub fn address(&self) -> String {
-        self.address.to_string()
+        SandboxEndpoint { address, alive }
     }
 
     /// Queues one invocation with `timeout` (the function's configured timeout) and waits for
@@ -118,8 +146,19 @@ impl RuntimeApi {
 }
 
 async fn next(State(state): State<AppState>) -> Response {
-    let pending = state.queue.lock().await.recv().await;
+    let pending = {
+        let mut queue = state.queue.lock().await;
+        let returned = state.shared.returned.lock().unwrap().pop_front();
+        match returned {
+            Some(pending) => Some(pending),
+            None => queue.recv().await,
+        }
+    };
     let Some(pending) = pending else { return StatusCode::GONE.into_response() };
+    if !state.alive.load(Ordering::SeqCst) {
+        state.shared.returned.lock().unwrap().push_back(pending);
+        return StatusCode::GONE.into_response();
+    }
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {

@@ -28,6 +28,8 @@ pub enum Fault {
     TruncatedPage,
     /// Answer 200 with JSON of an unexpected shape (no `value`).
     UnexpectedShape,
+    /// Answer 200 with a `value` that is an object, not an array.
+    ValueNotAnArray,
     /// Treat every token issued so far as expired (the request gets a 401).
     ExpireTokens,
     /// Answer normally but with a nextLink pointing at another host.
@@ -443,6 +445,9 @@ fn serve_alerts(
     }
     if fault == Some(Fault::UnexpectedShape) {
         return json_response(StatusCode::OK, r#"{"@odata.context":"x","items":[]}"#.into());
+    }
+    if fault == Some(Fault::ValueNotAnArray) {
+        return json_response(StatusCode::OK, r#"{"@odata.context":"x","value":{"id":"a"}}"#.into());
     }
     let bounds = match Bounds::parse(query.get("$filter").map(String::as_str).unwrap_or("")) {
         Ok(bounds) => bounds,

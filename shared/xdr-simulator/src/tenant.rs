@@ -159,6 +159,7 @@ impl SimTenant {
     pub fn produce(&mut self, now: DateTime<Utc>, activity: Activity) -> Activity {
         let mut rng = Rng::new(self.seed ^ self.versions.len() as u64 ^ now.timestamp_micros() as u64);
         let mut applied = Activity { new_alerts: 0, updates: 0, late: 0, bulk: 0 };
+        let first_new = self.versions.len();
         // Updates go to alerts that existed before this burst: a version superseded within the
         // same instant would never be visible to anyone, and the counts would not add up.
         let mut ids = self.open_alert_ids(now);
@@ -184,6 +185,11 @@ impl SimTenant {
                 applied.updates += 1;
                 applied.bulk += u64::from(bulk);
             }
+        }
+        // Timestamps lie in the past, but nothing produced now was listed before now: the
+        // ground truth of what a run could have seen depends on it.
+        for version in &mut self.versions[first_new..] {
+            version.visible_at = version.visible_at.max(now);
         }
         self.active_until = self.active_until.max(now);
         applied
@@ -218,6 +224,21 @@ impl SimTenant {
             }
         }
         latest.into_values().collect()
+    }
+
+    /// The versions Graph lists during all of `[start, end]`: visible by `start`, and not
+    /// superseded by a newer version of the same alert visible by `end`. A run over that interval
+    /// that reports itself complete must have written each of these.
+    pub fn listed_throughout(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<&SimVersion> {
+        let mut newest_by_end: HashMap<&str, DateTime<Utc>> = HashMap::new();
+        for version in self.versions.iter().filter(|v| v.visible_at <= end) {
+            let newest = newest_by_end.entry(version.id.as_str()).or_insert(version.last_update);
+            *newest = (*newest).max(version.last_update);
+        }
+        self.versions
+            .iter()
+            .filter(|v| v.visible_at <= start && newest_by_end.get(v.id.as_str()) == Some(&v.last_update))
+            .collect()
     }
 }
 

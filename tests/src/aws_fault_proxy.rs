@@ -1,6 +1,9 @@
-//! A fault proxy in front of the S3 stand-in: forwards every request, but can make object
-//! `PUT`s fail, either before they reach S3 (the object never lands) or after (it lands, and the
-//! caller sees an error anyway, as when a response is lost).
+//! A fault proxy in front of the AWS stand-in. It forwards every request, and can:
+//! - make object `PUT`s fail, either before they reach S3 (the object never lands) or after (it
+//!   lands, and the caller sees an error anyway, as when a response is lost);
+//! - hold the n-th object put or state write, before or after it reaches the stand-in, and tell
+//!   the test, which can then kill the process at exactly that point, or write to the table
+//!   itself (a concurrent invocation) before letting the request go on.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -10,6 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::oneshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutFault {
@@ -19,20 +23,66 @@ pub enum PutFault {
     FailAfter,
 }
 
+/// The calls a trap can catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// An S3 `PutObject`.
+    ObjectPut,
+    /// A DynamoDB `PutItem` of a state item (not the lease).
+    StateWrite,
+}
+
+/// When a trap holds the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// Before forwarding: the call has not reached the stand-in.
+    Before,
+    /// After forwarding, before answering: the call took effect, the caller does not know yet.
+    After,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trap {
+    pub call: Call,
+    /// 1 for the first matching call after the trap is set.
+    pub nth: usize,
+    pub moment: Moment,
+}
+
+/// A call held by a trap. Dropping it without `release` answers the call with a 502.
+pub struct Held {
+    pub trap: Trap,
+    release: oneshot::Sender<()>,
+}
+
+impl Held {
+    /// Lets the held call go on.
+    pub fn release(self) {
+        let _ = self.release.send(());
+    }
+}
+
+struct Armed {
+    trap: Trap,
+    seen: usize,
+    notify: oneshot::Sender<Held>,
+}
+
 #[derive(Clone)]
 struct Shared {
     upstream: String,
     http: reqwest::Client,
     faults: Arc<Mutex<VecDeque<PutFault>>>,
     puts: Arc<Mutex<Vec<(String, u16)>>>,
+    armed: Arc<Mutex<Option<Armed>>>,
 }
 
-pub struct S3FaultProxy {
+pub struct AwsFaultProxy {
     pub endpoint: String,
     shared: Shared,
 }
 
-impl S3FaultProxy {
+impl AwsFaultProxy {
     pub async fn start(upstream: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("address"));
@@ -41,6 +91,7 @@ impl S3FaultProxy {
             http: reqwest::Client::new(),
             faults: Arc::default(),
             puts: Arc::default(),
+            armed: Arc::default(),
         };
         let app = Router::new().fallback(forward).with_state(shared.clone());
         tokio::spawn(async move {
@@ -58,6 +109,48 @@ impl S3FaultProxy {
     pub fn puts(&self) -> Vec<(String, u16)> {
         self.shared.puts.lock().unwrap().clone()
     }
+
+    /// Sets a trap (replacing any other); the receiver gets the call once it is held.
+    pub fn arm(&self, trap: Trap) -> oneshot::Receiver<Held> {
+        let (notify, held) = oneshot::channel();
+        *self.shared.armed.lock().unwrap() = Some(Armed { trap, seen: 0, notify });
+        held
+    }
+
+    pub fn disarm(&self) {
+        self.shared.armed.lock().unwrap().take();
+    }
+}
+
+fn classify(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Call> {
+    if method == Method::PUT && path.matches('/').count() >= 2 {
+        return Some(Call::ObjectPut);
+    }
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let is_lease = body.windows(7).any(|w| w == b"\"lease#");
+    (target.ends_with(".PutItem") && !is_lease).then_some(Call::StateWrite)
+}
+
+/// If the armed trap catches this call, hands it to the test and waits for its release.
+async fn maybe_hold(shared: &Shared, call: Option<Call>, moment: Moment) -> Result<(), ()> {
+    let Some(call) = call else { return Ok(()) };
+    let sprung = {
+        let mut armed = shared.armed.lock().unwrap();
+        let catches = match armed.as_mut() {
+            Some(a) if a.trap.call == call && a.trap.moment == moment => {
+                a.seen += 1;
+                a.seen == a.trap.nth
+            }
+            _ => false,
+        };
+        if catches { armed.take() } else { None }
+    };
+    let Some(armed) = sprung else { return Ok(()) };
+    let (release, released) = oneshot::channel();
+    if armed.notify.send(Held { trap: armed.trap, release }).is_err() {
+        return Ok(());
+    }
+    released.await.map_err(|_| ())
 }
 
 async fn forward(State(shared): State<Shared>, request: Request) -> Response {
@@ -67,7 +160,11 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     };
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
-    let is_object_put = parts.method == Method::PUT && parts.uri.path().matches('/').count() >= 2;
+    let call = classify(&parts.method, parts.uri.path(), &parts.headers, &body);
+    let is_object_put = call == Some(Call::ObjectPut);
+    if maybe_hold(&shared, call, Moment::Before).await.is_err() {
+        return StatusCode::BAD_GATEWAY.into_response();
+    }
     let fault = if is_object_put { shared.faults.lock().unwrap().pop_front() } else { None };
     if fault == Some(PutFault::FailBefore) {
         shared.puts.lock().unwrap().push((parts.uri.path().to_owned(), 503));
@@ -94,6 +191,9 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     if is_object_put {
         let answered = if fault == Some(PutFault::FailAfter) { 500 } else { status.as_u16() };
         shared.puts.lock().unwrap().push((parts.uri.path().to_owned(), answered));
+    }
+    if maybe_hold(&shared, call, Moment::After).await.is_err() {
+        return StatusCode::BAD_GATEWAY.into_response();
     }
     if fault == Some(PutFault::FailAfter) {
         return (
