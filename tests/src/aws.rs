@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 
 use crate::moto;
 
@@ -105,7 +105,7 @@ impl Aws {
                 self.s3.get_object().bucket(&self.bucket).key(&key).send().await.expect("get object");
             let bytes = object.body.collect().await.expect("read object").into_bytes();
             let mut text = String::new();
-            GzDecoder::new(&bytes[..]).read_to_string(&mut text).expect("gzip");
+            MultiGzDecoder::new(&bytes[..]).read_to_string(&mut text).expect("gzip");
             lines.extend(text.lines().map(|line| (key.clone(), line.to_owned())));
         }
         lines

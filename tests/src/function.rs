@@ -9,31 +9,45 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::runtime_api::{RuntimeApi, SandboxEndpoint};
 
-static BINARIES: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+static DEBUG_BINARIES: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+static RELEASE_BINARIES: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
 
 /// Path of a workspace binary, built (debug) by cargo if needed.
 pub fn binary(name: &str) -> PathBuf {
-    let binaries = BINARIES.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let output = Command::new(cargo)
-            .args(["build", "--quiet", "--message-format=json", "-p", "xdr-sync", "-p", "xdr-backfill"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo build runs");
-        assert!(output.status.success(), "building the function binaries failed");
-        let mut found = HashMap::new();
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-            if let (Some(name), Some(path)) =
-                (message["target"]["name"].as_str(), message["executable"].as_str())
-            {
-                found.insert(name.to_owned(), PathBuf::from(path));
-            }
-        }
-        found
-    });
+    find(DEBUG_BINARIES.get_or_init(|| build(false)), name)
+}
+
+/// Path of a workspace binary built with the release profile (what Lambda runs), for benchmarks.
+pub fn release_binary(name: &str) -> PathBuf {
+    find(RELEASE_BINARIES.get_or_init(|| build(true)), name)
+}
+
+fn find(binaries: &HashMap<String, PathBuf>, name: &str) -> PathBuf {
     binaries.get(name).cloned().unwrap_or_else(|| panic!("no binary named {name}"))
+}
+
+fn build(release: bool) -> HashMap<String, PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(["build", "--quiet", "--message-format=json", "-p", "xdr-sync", "-p", "xdr-backfill"]);
+    if release {
+        command.arg("--release");
+    }
+    let output = command
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo build runs");
+    assert!(output.status.success(), "building the function binaries failed");
+    let mut found = HashMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if let (Some(name), Some(path)) = (message["target"]["name"].as_str(), message["executable"].as_str())
+        {
+            found.insert(name.to_owned(), PathBuf::from(path));
+        }
+    }
+    found
 }
 
 /// One running function sandbox.
@@ -41,13 +55,24 @@ pub struct FunctionProcess {
     child: Child,
     output: Arc<Mutex<String>>,
     endpoint: SandboxEndpoint,
+    spawned: std::time::Instant,
 }
 
 impl FunctionProcess {
     pub fn start(name: &str, api: &RuntimeApi, env: &[(String, String)]) -> Self {
+        Self::start_binary(&binary(name), name, api, env)
+    }
+
+    /// Starts `path` as the function `name` (e.g. a release build).
+    pub fn start_binary(
+        path: &std::path::Path,
+        name: &str,
+        api: &RuntimeApi,
+        env: &[(String, String)],
+    ) -> Self {
         let endpoint = api.endpoint();
         let runtime_api = endpoint.address.as_str();
-        let mut command = Command::new(binary(name));
+        let mut command = Command::new(path);
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -60,6 +85,7 @@ impl FunctionProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let spawned = std::time::Instant::now();
         let mut child = command.spawn().expect("function starts");
         let output = Arc::new(Mutex::new(String::new()));
         for stream in [
@@ -81,7 +107,35 @@ impl FunctionProcess {
                 }
             });
         }
-        Self { child, output, endpoint }
+        Self { child, output, endpoint, spawned }
+    }
+
+    /// From spawning the process to its first `GET /runtime/invocation/next` (its cold start).
+    pub fn time_to_first_poll(&self) -> Option<std::time::Duration> {
+        self.endpoint.first_poll().map(|at| at.duration_since(self.spawned))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User + system CPU seconds the process used so far (Linux `/proc`).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+            + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+        ticks / 100.0
+    }
+
+    /// The process's peak resident memory so far, in bytes (`VmHWM`).
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
     }
 
     /// Everything the process printed so far (logs).

@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use secrecy::SecretString;
 use xdr_app::SyncConfig;
 use xdr_app::local::sync_into_folder;
@@ -124,7 +124,7 @@ pub fn lines_under(root: &Path, prefix: &str) -> Vec<(String, String)> {
             let key = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
             assert!(key.ends_with(".gz"), "only data objects under the prefix, found {key}");
             let mut text = String::new();
-            GzDecoder::new(&std::fs::read(&path).unwrap()[..]).read_to_string(&mut text).unwrap();
+            MultiGzDecoder::new(&std::fs::read(&path).unwrap()[..]).read_to_string(&mut text).unwrap();
             for line in text.lines() {
                 lines.push((key.clone(), line.to_owned()));
             }

@@ -7,8 +7,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -63,6 +63,7 @@ struct AppState {
     queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
     /// False once the sandbox polling this endpoint is gone.
     alive: Arc<AtomicBool>,
+    first_poll: Arc<OnceLock<Instant>>,
 }
 
 pub struct RuntimeApi {
@@ -76,12 +77,18 @@ pub struct RuntimeApi {
 pub struct SandboxEndpoint {
     pub address: String,
     alive: Arc<AtomicBool>,
+    first_poll: Arc<OnceLock<Instant>>,
 }
 
 impl SandboxEndpoint {
     /// The sandbox is gone: an invocation its endpoint receives goes back to the queue.
     pub fn close(&self) {
         self.alive.store(false, Ordering::SeqCst);
+    }
+
+    /// When the sandbox first asked for an invocation.
+    pub fn first_poll(&self) -> Option<Instant> {
+        self.first_poll.get().copied()
     }
 }
 
@@ -103,7 +110,13 @@ impl RuntimeApi {
         let address = listener.local_addr().expect("address").to_string();
         let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
         let alive = Arc::new(AtomicBool::new(true));
-        let state = AppState { shared: self.shared.clone(), queue: self.queue.clone(), alive: alive.clone() };
+        let first_poll = Arc::new(OnceLock::new());
+        let state = AppState {
+            shared: self.shared.clone(),
+            queue: self.queue.clone(),
+            alive: alive.clone(),
+            first_poll: first_poll.clone(),
+        };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
             .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
@@ -113,7 +126,7 @@ impl RuntimeApi {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        SandboxEndpoint { address, alive }
+        SandboxEndpoint { address, alive, first_poll }
     }
 
     /// Queues one invocation with `timeout` (the function's configured timeout) and waits for
@@ -146,6 +159,7 @@ impl RuntimeApi {
 }
 
 async fn next(State(state): State<AppState>) -> Response {
+    state.first_poll.get_or_init(Instant::now);
     let pending = {
         let mut queue = state.queue.lock().await;
         let returned = state.shared.returned.lock().unwrap().pop_front();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use xdr_core::RunSummary;
 use xdr_graph::GraphStats;
 
@@ -53,7 +53,7 @@ pub fn describe_folder(data_dir: &Path) -> String {
                     .ok()
                     .and_then(|bytes| {
                         let mut text = String::new();
-                        GzDecoder::new(&bytes[..])
+                        MultiGzDecoder::new(&bytes[..])
                             .read_to_string(&mut text)
                             .ok()
                             .map(|_| text.lines().count())

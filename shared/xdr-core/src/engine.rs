@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use futures_util::future::join;
 use serde_json::value::RawValue;
 use tracing::{debug, info, warn};
 
@@ -220,11 +221,10 @@ where
             match self.read_slice(slice_start, slice_end, &mut short_rereads).await {
                 Ok(SliceOutcome::Done { records }) => {
                     self.completed_cursor = self.completed_cursor.max(slice_end);
+                    self.keep_state_small().await?;
+                    length = self.next_slice_length(slice_end - slice_start, records);
                     slice_start = slice_end;
                     short_rereads = 0;
-                    if records < self.settings.slice_capacity() / 4 {
-                        length = length * 2;
-                    }
                 }
                 Ok(SliceOutcome::Resize { length: new_length }) => {
                     self.summary.slices_resized += 1;
@@ -236,6 +236,20 @@ where
         }
         self.state.slice_hint = None;
         Ok(None)
+    }
+
+    /// The next slice's length, from the density of the last one (`records` in `width`): sized
+    /// for the slice target, growing at most fourfold and shrinking at most to a quarter, so a
+    /// denser stretch ahead costs at most one split.
+    fn next_slice_length(&self, width: TimeDelta, records: u64) -> TimeDelta {
+        let scale = if records == 0 {
+            4.0
+        } else {
+            (self.settings.slice_target() as f64 / records as f64).clamp(0.25, 4.0)
+        };
+        let nanos =
+            (width.num_nanoseconds().unwrap_or(i64::MAX / 8) as f64 * scale).min(i64::MAX as f64 / 2.0);
+        TimeDelta::nanoseconds(nanos as i64).max(TICK)
     }
 
     /// A run stopped inside a slice of `width` after `pages` pages: next time, start with a slice
@@ -270,34 +284,46 @@ where
         let mut received = 0u64;
         let mut expected: Option<u64> = None;
         loop {
-            let next_link = {
-                let parsed = parse_page(&page.body).map_err(|problem| EngineError::MalformedPage {
-                    request_id: page.request_id.clone().unwrap_or_else(|| "unknown".into()),
-                    problem,
-                })?;
-                if pages == 1 {
-                    expected = parsed.count;
-                    if let Some(count) = parsed.count
-                        && count > capacity
-                        && splittable
-                    {
-                        // Aim at half the capacity so late arrivals don't tip it over again.
-                        let fraction = (capacity / 2) as f64 / count as f64;
-                        let nanos = (width.num_nanoseconds().unwrap_or(i64::MAX) as f64 * fraction) as i64;
-                        debug!(count, capacity, "Slice too big; splitting before reading it.");
-                        return Ok(SliceOutcome::Resize { length: TimeDelta::nanoseconds(nanos) });
-                    }
+            let parsed = parse_page(&page.body).map_err(|problem| EngineError::MalformedPage {
+                request_id: page.request_id.clone().unwrap_or_else(|| "unknown".into()),
+                problem,
+            })?;
+            if pages == 1 {
+                expected = parsed.count;
+                if let Some(count) = parsed.count
+                    && count > capacity
+                    && splittable
+                {
+                    let fraction = self.settings.slice_target() as f64 / count as f64;
+                    let nanos = (width.num_nanoseconds().unwrap_or(i64::MAX) as f64 * fraction) as i64;
+                    debug!(count, capacity, "Slice too big; splitting before reading it.");
+                    return Ok(SliceOutcome::Resize { length: TimeDelta::nanoseconds(nanos) });
                 }
-                received += parsed.alerts.len() as u64;
-                self.write_records(&parsed.alerts, from).await?;
-                parsed.next_link
-            };
-            let Some(link) = next_link else { break };
-            if pages >= self.settings.max_pages_per_slice && splittable {
+            }
+            received += parsed.alerts.len() as u64;
+            if parsed.next_link.is_some() && pages >= self.settings.max_pages_per_slice && splittable {
                 // No count from the server, or it grew while we read: read a narrower slice.
+                self.write_records(&parsed.alerts, from).await?;
                 return Ok(SliceOutcome::Resize { length: width / 2 });
             }
-            match self.fetch(PageRequest::Next { link: &link }).await? {
+            let Some(link) = parsed.next_link.as_deref() else {
+                self.write_records(&parsed.alerts, from).await?;
+                break;
+            };
+            // The next page is on its way while this one is written (and maybe stored): Graph's
+            // latency hides the compression and the uploads.
+            let source = self.ports.source;
+            let fetch =
+                (!self.out_of_time()).then(|| source.fetch(PageRequest::Next { link }, self.fetch_deadline));
+            let (written, fetched) = match fetch {
+                Some(fetch) => {
+                    let (written, fetched) = join(self.write_records(&parsed.alerts, from), fetch).await;
+                    (written, Some(fetched))
+                }
+                None => (self.write_records(&parsed.alerts, from).await, None),
+            };
+            written?;
+            match self.settle_fetch(fetched)? {
                 Some(next) => page = next,
                 None => {
                     self.remember_slice_hint(width, pages, expected);
@@ -325,11 +351,25 @@ where
         &mut self,
         request: PageRequest<'_>,
     ) -> Result<Option<crate::ports::FetchedPage>, EngineError> {
-        if self.out_of_time() {
+        let fetched = if self.out_of_time() {
+            None
+        } else {
+            Some(self.ports.source.fetch(request, self.fetch_deadline).await)
+        };
+        self.settle_fetch(fetched)
+    }
+
+    /// Accounts for one fetch (`None`: not made, the deadline had come); `Ok(None)` means stop
+    /// gracefully (deadline or throttling).
+    fn settle_fetch(
+        &mut self,
+        fetched: Option<Result<crate::ports::FetchedPage, SourceError>>,
+    ) -> Result<Option<crate::ports::FetchedPage>, EngineError> {
+        let Some(fetched) = fetched else {
             self.summary.stopped_because = Some("deadline: stopped before the next page".into());
             return Ok(None);
-        }
-        match self.ports.source.fetch(request, self.fetch_deadline).await {
+        };
+        match fetched {
             Ok(page) => {
                 self.summary.pages += 1;
                 Ok(Some(page))
@@ -378,7 +418,9 @@ where
                     batch.entries.push(entry);
                     self.buffered.insert(entry);
                     self.summary.alerts_written += 1;
-                    if batch.uncompressed_bytes() >= self.settings.max_object_bytes {
+                    if batch.uncompressed_bytes() >= self.settings.max_object_bytes
+                        || batch.records() >= self.settings.max_object_records
+                    {
                         self.store_batch((BatchKind::Data, date)).await?;
                     }
                 }
@@ -408,6 +450,38 @@ where
         batch.push_line(&as_ndjson_line(raw), slice_start)?;
         if batch.uncompressed_bytes() >= self.settings.max_object_bytes {
             self.store_batch((BatchKind::Quarantine, date)).await?;
+        }
+        Ok(())
+    }
+
+    /// Open objects hold the cursor back to the slice of their first record, and the dedup
+    /// memory must reach back to the overlap before the cursor. In a long backlog that memory
+    /// would grow with the run (and the state past DynamoDB's 400 KB item): past a bound, store
+    /// every open object, so the cursor moves up to the last complete slice and the memory
+    /// shrinks to the overlap.
+    async fn keep_state_small(&mut self) -> Result<(), EngineError> {
+        // Slices go forward in time: a date the read has left behind gets no more records, so
+        // its object is complete (and it would hold the cursor back for the rest of the run).
+        let today = self.completed_cursor.date_naive();
+        let finished: Vec<_> = self
+            .batches
+            .keys()
+            .copied()
+            .filter(|(kind, date)| *kind == BatchKind::Data && *date < today)
+            .collect();
+        for which in finished {
+            self.store_batch(which).await?;
+        }
+        if self.state.seen.len() + self.buffered.len() <= self.settings.max_remembered_versions {
+            return Ok(());
+        }
+        let open: Vec<_> = self.batches.keys().copied().collect();
+        for which in open {
+            self.store_batch(which).await?;
+        }
+        if self.state.seen.len() > self.settings.max_remembered_versions {
+            // Stored nothing (no open object) or still above: save, which prunes the memory.
+            self.save().await?;
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct MemoryStore {
     inner: Mutex<Option<(SyncState, u64)>>,
     saves: AtomicUsize,
+    largest: AtomicUsize,
     fail_from_save: Mutex<Option<usize>>,
 }
 
@@ -29,6 +30,11 @@ impl MemoryStore {
 
     pub fn saves(&self) -> usize {
         self.saves.load(Ordering::SeqCst)
+    }
+
+    /// The largest state saved so far, in bytes of its stored (JSON) form.
+    pub fn largest_state_bytes(&self) -> usize {
+        self.largest.load(Ordering::SeqCst)
     }
 
     /// Saves after the first `n` (counted from now) fail, as if the process died.
@@ -57,8 +63,9 @@ impl StateStore for MemoryStore {
         }
         let next = current.unwrap_or(0) + 1;
         // Round-trip through the stored form so tests exercise it.
-        let stored =
-            SyncState::from_json(&state.to_json()).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let text = state.to_json();
+        self.largest.fetch_max(text.len(), Ordering::SeqCst);
+        let stored = SyncState::from_json(&text).map_err(|error| StoreError::Corrupt(error.to_string()))?;
         *inner = Some((stored, next));
         self.saves.fetch_add(1, Ordering::SeqCst);
         Ok(Revision(next))

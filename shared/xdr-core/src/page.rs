@@ -19,14 +19,22 @@ pub struct Page<'a> {
     pub count: Option<u64>,
 }
 
+/// The page as parsed on the fast path: one pass over the body.
 #[derive(Deserialize)]
 struct PageBody<'a> {
     #[serde(borrow)]
-    value: Option<&'a RawValue>,
+    value: Option<Vec<&'a RawValue>>,
     #[serde(rename = "@odata.nextLink")]
     next_link: Option<String>,
     #[serde(rename = "@odata.count")]
     count: Option<u64>,
+}
+
+/// The same page with `value` left unparsed, to tell what is wrong with a page that failed.
+#[derive(Deserialize)]
+struct LoosePageBody<'a> {
+    #[serde(borrow)]
+    value: Option<&'a RawValue>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,11 +48,23 @@ pub enum PageError {
 }
 
 pub fn parse_page(body: &[u8]) -> Result<Page<'_>, PageError> {
-    let parsed: PageBody<'_> =
-        serde_json::from_slice(body).map_err(|error| PageError::NotJson { detail: error.to_string() })?;
-    let value = parsed.value.ok_or(PageError::NoValue)?;
-    let alerts: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(|_| PageError::ValueNotArray)?;
-    Ok(Page { alerts, next_link: parsed.next_link, count: parsed.count })
+    match serde_json::from_slice::<PageBody<'_>>(body) {
+        Ok(PageBody { value: Some(alerts), next_link, count }) => Ok(Page { alerts, next_link, count }),
+        Ok(PageBody { value: None, .. }) => Err(PageError::NoValue),
+        Err(error) => Err(diagnose(body, error)),
+    }
+}
+
+/// Says what is wrong with a page the fast path could not read (a second pass, on errors only).
+fn diagnose(body: &[u8], error: serde_json::Error) -> PageError {
+    match serde_json::from_slice::<LoosePageBody<'_>>(body) {
+        Err(error) => PageError::NotJson { detail: error.to_string() },
+        Ok(LoosePageBody { value: None, .. }) => PageError::NoValue,
+        Ok(LoosePageBody { value: Some(value), .. }) if !value.get().starts_with('[') => {
+            PageError::ValueNotArray
+        }
+        Ok(_) => PageError::NotJson { detail: error.to_string() },
+    }
 }
 
 /// What identifies one alert version.
@@ -87,6 +107,15 @@ pub fn version_key(raw: &RawValue) -> Result<VersionKey<'_>, QuarantineReason> {
     if !raw.get().trim_start().starts_with('{') {
         return Err(QuarantineReason::NotAnObject);
     }
+    if let Some((Some(id), Some(text))) = scan::key_members(raw.get())
+        && let (Some(id), Some(text)) = (scan::string_value(id), scan::string_value(text))
+        && !id.is_empty()
+    {
+        let last_update = parse_instant(&text).ok_or(QuarantineReason::UnparseableLastUpdate)?;
+        return Ok(VersionKey { id, last_update });
+    }
+    // Anything unusual (a key missing, a value of another type, escapes in keys): the full
+    // parse decides, and names the problem.
     // A non-string `id` (or other type surprise) fails here; treat it as missing.
     let fields: KeyFields<'_> = match serde_json::from_str(raw.get()) {
         Ok(fields) => fields,
@@ -115,10 +144,131 @@ fn shape_problem(raw: &RawValue) -> QuarantineReason {
 /// record stays on one line.
 pub fn as_ndjson_line(raw: &RawValue) -> Cow<'_, str> {
     let text = raw.get();
-    if text.contains(['\n', '\r']) {
+    if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some() {
         Cow::Owned(text.chars().filter(|c| *c != '\n' && *c != '\r').collect())
     } else {
         Cow::Borrowed(text)
+    }
+}
+
+/// Finding `id` and `lastUpdateDateTime` among an alert's top-level members without parsing the
+/// rest: the alert's text was already checked as JSON when the page was parsed, so a byte scanner
+/// that skips nested values and strings is enough, and it stops once both members are found.
+/// Anything it does not expect makes it give up (`None`), and the full parse takes over.
+mod scan {
+    use std::borrow::Cow;
+
+    /// The raw (quoted) values of the top-level `id` and `lastUpdateDateTime` members.
+    pub(super) fn key_members(text: &str) -> Option<(Option<&str>, Option<&str>)> {
+        let bytes = text.as_bytes();
+        let mut at = skip_whitespace(bytes, 0);
+        if bytes.get(at) != Some(&b'{') {
+            return None;
+        }
+        at += 1;
+        let (mut id, mut last_update) = (None, None);
+        loop {
+            at = skip_whitespace(bytes, at);
+            match bytes.get(at)? {
+                b'}' => return Some((id, last_update)),
+                b'"' => {}
+                _ => return None,
+            }
+            let key_end = string_end(bytes, at)?;
+            let key = &bytes[at + 1..key_end - 1];
+            if key.contains(&b'\\') {
+                return None;
+            }
+            at = skip_whitespace(bytes, key_end);
+            if bytes.get(at) != Some(&b':') {
+                return None;
+            }
+            at = skip_whitespace(bytes, at + 1);
+            let value_end = value_end(bytes, at)?;
+            let slot = match key {
+                b"id" => &mut id,
+                b"lastUpdateDateTime" => &mut last_update,
+                _ => &mut None,
+            };
+            if slot.is_some() {
+                return None; // a repeated member: let the full parse judge it
+            }
+            *slot = Some(text.get(at..value_end)?);
+            if id.is_some() && last_update.is_some() {
+                return Some((id, last_update));
+            }
+            at = skip_whitespace(bytes, value_end);
+            match bytes.get(at)? {
+                b',' => at += 1,
+                b'}' => return Some((id, last_update)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The text of a quoted JSON string value, unescaped only if it has escapes.
+    pub(super) fn string_value(raw: &str) -> Option<Cow<'_, str>> {
+        let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+        if inner.contains('\\') {
+            serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+        } else {
+            Some(Cow::Borrowed(inner))
+        }
+    }
+
+    fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+        while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            at += 1;
+        }
+        at
+    }
+
+    /// Position just after the string that starts (with its quote) at `at`.
+    fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
+        let mut at = at + 1;
+        loop {
+            at += memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+            if bytes[at] == b'"' {
+                return Some(at + 1);
+            }
+            at += 2; // an escape: skip the escaped character
+        }
+    }
+
+    /// Position just after the value that starts at `at`.
+    fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+        match bytes.get(at)? {
+            b'"' => string_end(bytes, at),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                let mut at = at;
+                loop {
+                    match bytes.get(at)? {
+                        b'"' => {
+                            at = string_end(bytes, at)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Some(at + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                    at += 1;
+                }
+            }
+            _ => {
+                let rest = bytes.get(at..)?;
+                let length = rest
+                    .iter()
+                    .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                    .unwrap_or(rest.len());
+                Some(at + length)
+            }
+        }
     }
 }
 
@@ -166,6 +316,33 @@ mod tests {
                 QuarantineReason::MissingLastUpdate,
             ]
         );
+    }
+
+    #[test]
+    fn the_scanner_agrees_with_a_full_parse() {
+        let cases = [
+            r#"{"id":"a","lastUpdateDateTime":"2026-01-01T00:00:00Z"}"#,
+            r#"{ "evidence": [{"id":"nested","lastUpdateDateTime":"2020-01-01T00:00:00Z"}], "x": {"id": "deep"}, "n": -1.5e3, "t": true, "lastUpdateDateTime" : "2026-01-01T00:00:00Z", "id" : "top" }"#,
+            r#"{"title":"quote \" and brace } and bracket ] in a string","id":"q","lastUpdateDateTime":"2026-01-01T00:00:00.1234567Z"}"#,
+            r#"{"id":"a\u0062\"c","lastUpdateDateTime":"2026-01-01T00:00:00Z"}"#,
+            r#"{"i\u0064":"escaped-key","lastUpdateDateTime":"2026-01-01T00:00:00Z"}"#,
+            r#"{"id":"dup","id":"dup2","lastUpdateDateTime":"2026-01-01T00:00:00Z"}"#,
+            r#"{"id":"","lastUpdateDateTime":"2026-01-01T00:00:00Z"}"#,
+            r#"{"id":null,"lastUpdateDateTime":"2026-01-01T00:00:00Z"}"#,
+            r#"{}"#,
+        ];
+        for case in cases {
+            let raw: &RawValue = serde_json::from_str(case).unwrap();
+            let full: Result<KeyFields<'_>, _> = serde_json::from_str(case);
+            let expected = match full {
+                Ok(KeyFields { id: Some(id), last_update: Some(text) }) if !id.is_empty() => {
+                    parse_instant(&text).map(|at| (id.into_owned(), at))
+                }
+                _ => None,
+            };
+            let got = version_key(raw).ok().map(|key| (key.id.into_owned(), key.last_update));
+            assert_eq!(got, expected, "{case}");
+        }
     }
 
     #[test]

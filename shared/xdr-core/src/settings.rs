@@ -9,6 +9,12 @@ pub const DEFAULT_PAGE_SIZE: u32 = 1000;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 pub const DEFAULT_MAX_PAGES_PER_SLICE: u32 = 10;
 pub const DEFAULT_MAX_OBJECT_BYTES: usize = 32 * 1024 * 1024;
+/// The state holds about 12 bytes per version it remembers or announces, and must fit one
+/// DynamoDB item (400 KB). At most one object is announced at a time (6,000 records: 24 MB of
+/// typical 4 KB alerts), and the remembered versions exceed their bound by at most one object
+/// and one slice: about 18,000 versions, 220 KB, in the worst case.
+pub const DEFAULT_MAX_OBJECT_RECORDS: usize = 6_000;
+pub const DEFAULT_MAX_REMEMBERED_VERSIONS: usize = 6_000;
 pub const DEFAULT_FINISH_RESERVE_MILLIS: i64 = 800;
 
 #[derive(Debug, Clone)]
@@ -22,6 +28,12 @@ pub struct SyncSettings {
     pub max_pages_per_slice: u32,
     /// Uncompressed size at which an object is closed and stored.
     pub max_object_bytes: usize,
+    /// Records at which an object is closed and stored: an object's versions are announced in
+    /// the state before its put, and the state must fit one DynamoDB item (400 KB).
+    pub max_object_records: usize,
+    /// Versions remembered for dedup (committed plus buffered) above which every open object is
+    /// stored, so the cursor can advance and the state shrinks back to the overlap.
+    pub max_remembered_versions: usize,
     /// Where the first run starts; `None`: at the first run's start, reading no past records.
     pub backfill_start: Option<DateTime<Utc>>,
     /// Time kept back before the deadline to store buffered objects and save state.
@@ -40,6 +52,8 @@ impl SyncSettings {
             page_size: DEFAULT_PAGE_SIZE,
             max_pages_per_slice: DEFAULT_MAX_PAGES_PER_SLICE,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            max_object_records: DEFAULT_MAX_OBJECT_RECORDS,
+            max_remembered_versions: DEFAULT_MAX_REMEMBERED_VERSIONS,
             backfill_start: None,
             finish_reserve: TimeDelta::milliseconds(DEFAULT_FINISH_RESERVE_MILLIS),
             window_end: None,
@@ -49,5 +63,15 @@ impl SyncSettings {
     /// Records one slice may hold before it is split.
     pub(crate) fn slice_capacity(&self) -> u64 {
         u64::from(self.page_size.max(1)) * u64::from(self.max_pages_per_slice.max(1))
+    }
+
+    /// Records a slice is sized for: a whole number of pages one page below the capacity, less
+    /// a twentieth of a page. Full pages waste no request; the page of margin absorbs late
+    /// arrivals and uneven density without tipping the slice over its capacity (which would
+    /// cost a request to split it).
+    pub(crate) fn slice_target(&self) -> u64 {
+        let page = u64::from(self.page_size.max(1));
+        let pages = u64::from(self.max_pages_per_slice.max(2) - 1);
+        (pages * page - page / 20).max(1)
     }
 }

@@ -277,3 +277,28 @@ async fn a_bounded_window_writes_only_its_range_and_then_nothing() {
     assert!(again.objects.is_empty());
     world.assert_exactly(&expected);
 }
+
+/// A long backlog in one run: open objects hold the cursor back, and the dedup memory reaches
+/// back to the overlap before the cursor. Without a bound the state grows with the objects (on
+/// AWS, past DynamoDB's 400 KB item, and every run would then fail). With it, it stays small.
+#[tokio::test]
+async fn a_long_backlog_keeps_the_state_small() {
+    async fn largest_state(max_remembered_versions: usize) -> usize {
+        let mut world = World::new();
+        world.settings.max_object_records = 4_000;
+        world.settings.max_remembered_versions = max_remembered_versions;
+        let mut expected = Vec::new();
+        // 12,000 versions in 12 hours of one day: large objects fill slowly, slice after slice.
+        let start = t("2026-11-27T02:00:00Z");
+        for (i, id) in ids("backlog", 12_000).enumerate() {
+            let at = start + TimeDelta::milliseconds(i as i64 * 3_600);
+            expected.push(world.graph.add(&id, at, at));
+        }
+        world.run().await;
+        world.assert_exactly(&expected);
+        world.store.largest_state_bytes()
+    }
+    let bounded = largest_state(1_000).await;
+    let unbounded = largest_state(usize::MAX).await;
+    assert!(unbounded > 2 * bounded, "bounded {bounded} bytes, unbounded {unbounded} bytes");
+}

@@ -93,6 +93,39 @@ pub(crate) struct SimState {
     pub log: Vec<RequestRecord>,
     pub issued: u64,
     pub base_url: String,
+    /// What Graph lists, kept between requests until the tenant changes or a late version
+    /// becomes visible (so a million-alert tenant does not rebuild it for every page).
+    pub listing: Option<Listing>,
+}
+
+pub(crate) struct Listing {
+    /// Indices into the tenant's versions: each alert's current version, by time then id.
+    by_time: Vec<usize>,
+    /// The listing changes when this instant comes (the next late version shows).
+    valid_until: Option<DateTime<Utc>>,
+}
+
+impl Listing {
+    fn build(tenant: &SimTenant, now: DateTime<Utc>) -> Self {
+        let mut latest: HashMap<&str, usize> = HashMap::new();
+        let mut valid_until: Option<DateTime<Utc>> = None;
+        for (index, version) in tenant.versions.iter().enumerate() {
+            if version.visible_at > now {
+                valid_until = Some(valid_until.map_or(version.visible_at, |t| t.min(version.visible_at)));
+                continue;
+            }
+            let entry = latest.entry(version.id.as_str()).or_insert(index);
+            if version.last_update > tenant.versions[*entry].last_update {
+                *entry = index;
+            }
+        }
+        let mut by_time: Vec<usize> = latest.into_values().collect();
+        by_time.sort_by(|a, b| {
+            let (a, b) = (&tenant.versions[*a], &tenant.versions[*b]);
+            a.last_update.cmp(&b.last_update).then(a.id.cmp(&b.id))
+        });
+        Self { by_time, valid_until }
+    }
 }
 
 type Shared = Arc<Mutex<SimState>>;
@@ -130,6 +163,7 @@ impl Simulator {
             log: Vec::new(),
             issued: 0,
             base_url: base_url.clone(),
+            listing: None,
         }));
         let app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
@@ -166,7 +200,9 @@ impl Simulator {
 
     /// Changes the tenant (add alerts, updates...) while serving.
     pub fn with_tenant<R>(&self, change: impl FnOnce(&mut SimTenant) -> R) -> R {
-        change(&mut lock(&self.state).tenant)
+        let mut sim = lock(&self.state);
+        sim.listing = None;
+        change(&mut sim.tenant)
     }
 
     pub fn tenant(&self) -> SimTenant {
@@ -345,16 +381,19 @@ impl Bounds {
         Ok(bounds)
     }
 
+    #[cfg(test)]
     fn contains(&self, instant: DateTime<Utc>) -> bool {
-        let above = match self.lower {
-            Some((bound, inclusive)) => instant > bound || (inclusive && instant == bound),
-            None => true,
-        };
-        let below = match self.upper {
-            Some((bound, inclusive)) => instant < bound || (inclusive && instant == bound),
-            None => true,
-        };
-        above && below
+        !self.below(instant) && !self.above(instant)
+    }
+
+    /// Before the lower bound.
+    fn below(&self, instant: DateTime<Utc>) -> bool {
+        self.lower.is_some_and(|(bound, inclusive)| instant < bound || (!inclusive && instant == bound))
+    }
+
+    /// Past the upper bound.
+    fn above(&self, instant: DateTime<Utc>) -> bool {
+        self.upper.is_some_and(|(bound, inclusive)| instant > bound || (!inclusive && instant == bound))
     }
 }
 
@@ -460,15 +499,32 @@ fn serve_alerts(
         .clamp(1, sim.options.max_page_size);
     let skip = query.get("$skip").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
     let now = Utc::now();
+    if sim.listing.as_ref().is_none_or(|listing| listing.valid_until.is_some_and(|t| t <= now)) {
+        sim.listing = Some(Listing::build(&sim.tenant, now));
+    }
+    let Some(listing) = sim.listing.as_ref() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let versions = &sim.tenant.versions;
+    let from = listing.by_time.partition_point(|i| bounds.below(versions[*i].last_update));
+    let to = listing.by_time.partition_point(|i| !bounds.above(versions[*i].last_update));
     let mut listed: Vec<&SimVersion> =
-        sim.tenant.current_versions(now).into_iter().filter(|v| bounds.contains(v.last_update)).collect();
+        listing.by_time[from..to.max(from)].iter().map(|i| &versions[*i]).collect();
+    // The listing is oldest first (ties by id): no sort per request, which a deep backlog
+    // would pay on every page.
     match sim.options.order {
         ListOrder::NewestFirst => {
-            listed.sort_by(|a, b| b.last_update.cmp(&a.last_update).then(a.id.cmp(&b.id)))
+            listed.reverse();
+            // Ties stay by ascending id.
+            let mut start = 0;
+            while start < listed.len() {
+                let at = listed[start].last_update;
+                let end = start + listed[start..].iter().take_while(|v| v.last_update == at).count();
+                listed[start..end].reverse();
+                start = end;
+            }
         }
-        ListOrder::OldestFirst => {
-            listed.sort_by(|a, b| a.last_update.cmp(&b.last_update).then(a.id.cmp(&b.id)))
-        }
+        ListOrder::OldestFirst => {}
         ListOrder::Scrambled => listed.sort_by_key(|v| scramble(&v.id)),
     }
     let total = listed.len();

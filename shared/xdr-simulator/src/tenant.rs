@@ -86,18 +86,22 @@ impl SimTenant {
         }
         // Bulk actions: an analyst closes a batch of alerts at once, so they share one instant.
         let history_millis = history.num_milliseconds().max(1) as u64;
+        // The set of alerts does not change below (only their versions): sort their ids once.
+        let mut ids: Vec<String> = tenant.latest.keys().cloned().collect();
+        ids.sort();
         for _ in 0..(alerts / 100 + 1) {
             let at = now - history
                 + TimeDelta::milliseconds(rng.below(history_millis) as i64)
                 + TimeDelta::nanoseconds(1_234_500);
-            let mut candidates: Vec<String> = tenant
-                .latest
+            let chosen: Vec<String> = ids
                 .iter()
-                .filter(|(_, index)| tenant.versions[**index].last_update < at)
-                .map(|(id, _)| id.clone())
+                .filter(|id| {
+                    tenant.latest.get(*id).is_some_and(|index| tenant.versions[*index].last_update < at)
+                })
+                .filter(|_| rng.chance(40))
+                .take(60)
+                .cloned()
                 .collect();
-            candidates.sort();
-            let chosen: Vec<String> = candidates.into_iter().filter(|_| rng.chance(40)).take(60).collect();
             for id in chosen {
                 tenant.add_update(&id, at.min(now - TimeDelta::milliseconds(1)), TimeDelta::zero(), &mut rng);
             }

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use xdr_core::memory::{ManualClock, MemorySink, MemoryStore};
 use xdr_core::timeutil::{format_filter_instant, parse_instant};
 use xdr_core::{
@@ -203,7 +203,7 @@ impl World {
                 continue;
             }
             let mut text = String::new();
-            GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+            MultiGzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
             for line in text.lines() {
                 lines.push((key.clone(), line.to_owned()));
             }
