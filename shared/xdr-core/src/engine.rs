@@ -104,12 +104,28 @@ where
 }
 
 enum SliceOutcome {
-    /// Every page of the slice was read; `records` came back.
-    Done { records: u64 },
+    /// Every page of the slice was read; `records` came back. `next`: the following slice's
+    /// first page, fetched while this slice's last page was written.
+    Done { records: u64, next: Option<Prefetched> },
     /// Re-read the slice with this length.
     Resize { length: TimeDelta },
     /// Stop the run here (deadline, throttling); the reason is reported.
     Stop(String),
+}
+
+/// The first page of the slice that starts where the last one ended, fetched ahead.
+struct Prefetched {
+    /// The slice's end (it starts at the previous slice's end).
+    to: DateTime<Utc>,
+    /// `None`: not fetched, the deadline had come.
+    fetched: Option<Result<crate::ports::FetchedPage, SourceError>>,
+}
+
+/// Where a slice of `length` from `start` ends: on a 100 ns tick (`$filter` literals carry
+/// ticks, so bounds off a tick would query a different range than the one marked as read), at
+/// least one tick long, and not past the window.
+fn slice_end(start: DateTime<Utc>, length: TimeDelta, window_end: DateTime<Utc>) -> DateTime<Utc> {
+    floor_to_tick(start + length).max(start + TICK).min(window_end)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -214,17 +230,18 @@ where
         let mut slice_start = from;
         let mut length = self.state.slice_hint.unwrap_or(to - from).max(TICK);
         let mut short_rereads = 0;
+        let mut prefetched: Option<Prefetched> = None;
         while slice_start < to {
-            // `$filter` literals carry 100 ns ticks: bounds must sit on ticks, or the query would
-            // cover a different range than the one marked as read.
-            let slice_end = floor_to_tick(slice_start + length).max(slice_start + TICK).min(to);
-            match self.read_slice(slice_start, slice_end, &mut short_rereads).await {
-                Ok(SliceOutcome::Done { records }) => {
+            let slice_end = prefetched.as_ref().map_or_else(|| slice_end(slice_start, length, to), |p| p.to);
+            let first_page = prefetched.take().map(|p| p.fetched);
+            match self.read_slice(slice_start, slice_end, to, first_page, &mut short_rereads).await {
+                Ok(SliceOutcome::Done { records, next }) => {
                     self.completed_cursor = self.completed_cursor.max(slice_end);
                     self.keep_state_small().await?;
                     length = self.next_slice_length(slice_end - slice_start, records);
                     slice_start = slice_end;
                     short_rereads = 0;
+                    prefetched = next;
                 }
                 Ok(SliceOutcome::Resize { length: new_length }) => {
                     self.summary.slices_resized += 1;
@@ -239,13 +256,13 @@ where
     }
 
     /// The next slice's length, from the density of the last one (`records` in `width`): sized
-    /// for the slice target, growing at most fourfold and shrinking at most to a quarter, so a
-    /// denser stretch ahead costs at most one split.
+    /// for the slice target, growing at most twofold and shrinking at most to a quarter, so a
+    /// denser stretch ahead rarely costs a split.
     fn next_slice_length(&self, width: TimeDelta, records: u64) -> TimeDelta {
         let scale = if records == 0 {
-            4.0
+            2.0
         } else {
-            (self.settings.slice_target() as f64 / records as f64).clamp(0.25, 4.0)
+            (self.settings.slice_target() as f64 / records as f64).clamp(0.25, 2.0)
         };
         let nanos =
             (width.num_nanoseconds().unwrap_or(i64::MAX / 8) as f64 * scale).min(i64::MAX as f64 / 2.0);
@@ -267,13 +284,20 @@ where
         &mut self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        window_end: DateTime<Utc>,
+        first_page: Option<Option<Result<crate::ports::FetchedPage, SourceError>>>,
         short_rereads: &mut u32,
     ) -> Result<SliceOutcome, EngineError> {
         let width = to - from;
         let splittable = width > TICK;
         let capacity = self.settings.slice_capacity();
-        let first = PageRequest::First { from, to, page_size: self.settings.page_size, with_count: true };
-        let Some(mut page) = self.fetch(first).await? else {
+        let page_size = self.settings.page_size;
+        let first_page = match first_page {
+            Some(fetched) => self.settle_fetch(fetched)?,
+            None => self.fetch(PageRequest::First { from, to, page_size, with_count: true }).await?,
+        };
+        let mut next_slice = None;
+        let Some(mut page) = first_page else {
             if self.summary.pages > 0 {
                 // Earlier slices fit but this one did not start: keep its size as the hint.
                 self.state.slice_hint = Some(width);
@@ -307,7 +331,30 @@ where
                 return Ok(SliceOutcome::Resize { length: width / 2 });
             }
             let Some(link) = parsed.next_link.as_deref() else {
-                self.write_records(&parsed.alerts, from).await?;
+                let short = expected.is_some_and(|expected| received < expected) && *short_rereads < 2;
+                if short || to >= window_end {
+                    self.write_records(&parsed.alerts, from).await?;
+                    break;
+                }
+                // The last page: the next slice's first page is on its way while it is written,
+                // so the slice boundary costs no latency either.
+                let next_to = slice_end(to, self.next_slice_length(width, received), window_end);
+                let request = PageRequest::First { from: to, to: next_to, page_size, with_count: true };
+                let source = self.ports.source;
+                let fetch = (!self.out_of_time()).then(|| source.fetch(request, self.fetch_deadline));
+                let fetched = match fetch {
+                    Some(fetch) => {
+                        // The fetch first: its request goes out before the CPU-bound writing.
+                        let (fetched, written) = join(fetch, self.write_records(&parsed.alerts, from)).await;
+                        written?;
+                        Some(fetched)
+                    }
+                    None => {
+                        self.write_records(&parsed.alerts, from).await?;
+                        None
+                    }
+                };
+                next_slice = Some(Prefetched { to: next_to, fetched });
                 break;
             };
             // The next page is on its way while this one is written (and maybe stored): Graph's
@@ -317,7 +364,8 @@ where
                 (!self.out_of_time()).then(|| source.fetch(PageRequest::Next { link }, self.fetch_deadline));
             let (written, fetched) = match fetch {
                 Some(fetch) => {
-                    let (written, fetched) = join(self.write_records(&parsed.alerts, from), fetch).await;
+                    // The fetch first: its request goes out before the CPU-bound writing.
+                    let (fetched, written) = join(fetch, self.write_records(&parsed.alerts, from)).await;
                     (written, Some(fetched))
                 }
                 None => (self.write_records(&parsed.alerts, from).await, None),
@@ -343,7 +391,7 @@ where
             warn!(expected, received, "Slice came back short; reading it again.");
             return Ok(SliceOutcome::Resize { length: width });
         }
-        Ok(SliceOutcome::Done { records: received })
+        Ok(SliceOutcome::Done { records: received, next: next_slice })
     }
 
     /// Fetches one page; `Ok(None)` means stop gracefully (deadline or throttling).

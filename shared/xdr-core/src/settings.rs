@@ -66,12 +66,12 @@ impl SyncSettings {
     }
 
     /// Records a slice is sized for: a whole number of pages one page below the capacity, less
-    /// a twentieth of a page. Full pages waste no request; the page of margin absorbs late
+    /// a tenth of a page. Full pages waste no request; the page of margin absorbs late
     /// arrivals and uneven density without tipping the slice over its capacity (which would
     /// cost a request to split it).
     pub(crate) fn slice_target(&self) -> u64 {
         let page = u64::from(self.page_size.max(1));
         let pages = u64::from(self.max_pages_per_slice.max(2) - 1);
-        (pages * page - page / 20).max(1)
+        (pages * page - page / 10).max(1)
     }
 }

@@ -94,6 +94,11 @@ async fn main() {
             summary["objects"].as_array().map_or(0, Vec::len)
         );
         let requests = sim.requests();
+        if std::env::var("BENCH_SHOW_REQUESTS").is_ok() {
+            for request in &requests[before..] {
+                eprintln!("{} {}", request.endpoint, request.query);
+            }
+        }
         let (objects, bytes, gzip6) = objects_and_bytes(&aws).await;
         rows.push(Row {
             latency_ms: *latency_ms,
