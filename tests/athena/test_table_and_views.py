@@ -232,3 +232,19 @@ def test_the_useful_queries_run_and_answer(athena, named_queries):
         print(f"\n{name}: {columns}")
         for row in rows[:5]:
             print("  ", row)
+
+
+def test_objects_of_several_gzip_members_read_as_one_stream(output, tmp_path):
+    """Large objects are gzip members one after another (libdeflate compresses 2 MiB chunks).
+    Readers must take every member, not only the first: Python's gzip and DuckDB do."""
+    lines = [record for _, record in records(output)][:40]
+    assert len(lines) == 40
+    halves = ["".join(json.dumps(r, separators=(",", ":")) + "\n" for r in part) for part in (lines[:25], lines[25:])]
+    path = tmp_path / "two-members.ndjson.gz"
+    path.write_bytes(gzip.compress(halves[0].encode()) + gzip.compress(halves[1].encode()))
+    with gzip.open(path, "rt", encoding="utf-8") as stream:
+        assert len(stream.read().splitlines()) == 40
+    count = duckdb.connect().execute(
+        "SELECT count(*) FROM read_ndjson_objects(?, compression = 'gzip')", [str(path)]
+    ).fetchone()[0]
+    assert count == 40
