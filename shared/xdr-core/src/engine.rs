@@ -124,7 +124,7 @@ struct Prefetched {
 /// Where a slice of `length` from `start` ends: on a 100 ns tick (`$filter` literals carry
 /// ticks, so bounds off a tick would query a different range than the one marked as read), at
 /// least one tick long, and not past the window.
-fn slice_end(start: DateTime<Utc>, length: TimeDelta, window_end: DateTime<Utc>) -> DateTime<Utc> {
+fn end_of_slice(start: DateTime<Utc>, length: TimeDelta, window_end: DateTime<Utc>) -> DateTime<Utc> {
     floor_to_tick(start + length).max(start + TICK).min(window_end)
 }
 
@@ -232,7 +232,8 @@ where
         let mut short_rereads = 0;
         let mut prefetched: Option<Prefetched> = None;
         while slice_start < to {
-            let slice_end = prefetched.as_ref().map_or_else(|| slice_end(slice_start, length, to), |p| p.to);
+            let slice_end =
+                prefetched.as_ref().map_or_else(|| end_of_slice(slice_start, length, to), |p| p.to);
             let first_page = prefetched.take().map(|p| p.fetched);
             match self.read_slice(slice_start, slice_end, to, first_page, &mut short_rereads).await {
                 Ok(SliceOutcome::Done { records, next }) => {
@@ -338,7 +339,7 @@ where
                 }
                 // The last page: the next slice's first page is on its way while it is written,
                 // so the slice boundary costs no latency either.
-                let next_to = slice_end(to, self.next_slice_length(width, received), window_end);
+                let next_to = end_of_slice(to, self.next_slice_length(width, received), window_end);
                 let request = PageRequest::First { from: to, to: next_to, page_size, with_count: true };
                 let source = self.ports.source;
                 let fetch = (!self.out_of_time()).then(|| source.fetch(request, self.fetch_deadline));
