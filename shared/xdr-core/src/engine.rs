@@ -341,37 +341,11 @@ where
                 // so the slice boundary costs no latency either.
                 let next_to = end_of_slice(to, self.next_slice_length(width, received), window_end);
                 let request = PageRequest::First { from: to, to: next_to, page_size, with_count: true };
-                let source = self.ports.source;
-                let fetch = (!self.out_of_time()).then(|| source.fetch(request, self.fetch_deadline));
-                let fetched = match fetch {
-                    Some(fetch) => {
-                        // The fetch first: its request goes out before the CPU-bound writing.
-                        let (fetched, written) = join(fetch, self.write_records(&parsed.alerts, from)).await;
-                        written?;
-                        Some(fetched)
-                    }
-                    None => {
-                        self.write_records(&parsed.alerts, from).await?;
-                        None
-                    }
-                };
+                let fetched = self.write_while_fetching(&parsed.alerts, from, request).await?;
                 next_slice = Some(Prefetched { to: next_to, fetched });
                 break;
             };
-            // The next page is on its way while this one is written (and maybe stored): Graph's
-            // latency hides the compression and the uploads.
-            let source = self.ports.source;
-            let fetch =
-                (!self.out_of_time()).then(|| source.fetch(PageRequest::Next { link }, self.fetch_deadline));
-            let (written, fetched) = match fetch {
-                Some(fetch) => {
-                    // The fetch first: its request goes out before the CPU-bound writing.
-                    let (fetched, written) = join(fetch, self.write_records(&parsed.alerts, from)).await;
-                    (written, Some(fetched))
-                }
-                None => (self.write_records(&parsed.alerts, from).await, None),
-            };
-            written?;
+            let fetched = self.write_while_fetching(&parsed.alerts, from, PageRequest::Next { link }).await?;
             match self.settle_fetch(fetched)? {
                 Some(next) => page = next,
                 None => {
@@ -393,6 +367,27 @@ where
             return Ok(SliceOutcome::Resize { length: width });
         }
         Ok(SliceOutcome::Done { records: received, next: next_slice })
+    }
+
+    /// Writes a page's records while the next page (`request`) is on its way, so Graph's latency
+    /// hides the compression and the uploads. The fetch is polled first, so its request goes out
+    /// before the CPU-bound writing. Its result is for `settle_fetch`; `None`: not made, the
+    /// deadline had come.
+    async fn write_while_fetching(
+        &mut self,
+        records: &[&RawValue],
+        slice_start: DateTime<Utc>,
+        request: PageRequest<'_>,
+    ) -> Result<Option<Result<crate::ports::FetchedPage, SourceError>>, EngineError> {
+        if self.out_of_time() {
+            self.write_records(records, slice_start).await?;
+            return Ok(None);
+        }
+        let source = self.ports.source;
+        let (fetched, written) =
+            join(source.fetch(request, self.fetch_deadline), self.write_records(records, slice_start)).await;
+        written?;
+        Ok(Some(fetched))
     }
 
     /// Fetches one page; `Ok(None)` means stop gracefully (deadline or throttling).
