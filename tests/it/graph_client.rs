@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
-use xdr_core::{AlertSource, PageRequest, SourceErrorKind};
+use xdr_core::{AlertSource, PageRequest, Query, SourceErrorKind};
 use xdr_graph::{
     ClientCredentials, Cloud, Endpoints, GraphClient, GraphSettings, RetryPolicy, StaticCredentials,
     http_client,
 };
-use xdr_simulator::{Fault, SimOptions, SimTenant, Simulator};
+use xdr_simulator::{Fault, GraphMode, SimOptions, SimTenant, Simulator};
 
 fn tenant() -> SimTenant {
     SimTenant::with_history(11, Utc::now() - TimeDelta::hours(1), TimeDelta::hours(12), 250)
@@ -44,12 +44,7 @@ fn client(sim: &Simulator) -> GraphClient<StaticCredentials> {
 }
 
 fn first_page() -> PageRequest<'static> {
-    PageRequest::First {
-        from: Utc::now() - TimeDelta::days(2),
-        to: Utc::now(),
-        page_size: 100,
-        with_count: true,
-    }
+    PageRequest::Query(Query::slice(Utc::now() - TimeDelta::days(2), Utc::now(), 100))
 }
 
 #[tokio::test]
@@ -148,7 +143,8 @@ async fn server_errors_and_503_are_retried_with_backoff() {
 
 #[tokio::test]
 async fn a_401_mid_run_refreshes_the_token_once() {
-    let sim = Simulator::start(tenant(), SimOptions::default()).await.unwrap();
+    // A Graph that offers nextLinks, so the second request follows one.
+    let sim = Simulator::start(tenant(), SimOptions::mode(GraphMode::SkipLinks)).await.unwrap();
     let client = client(&sim);
     let page = client.fetch(first_page(), None).await.unwrap();
     let body: serde_json::Value = serde_json::from_slice(&page.body).unwrap();

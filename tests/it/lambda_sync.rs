@@ -279,7 +279,9 @@ async fn unexpected_graph_answers_fail_clearly_and_lose_nothing() {
     assert_eq!(done.response()["complete"], json!(true));
     assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
 
-    // A nextLink to another host is refused: the token never goes there.
+    // A nextLink to another host: time slices never follow nextLinks (each is read in one
+    // answer), so the token never goes there and nothing is lost. (The client's own refusal of
+    // such a link is `requests_ask_for_unknown_enum_members_and_stay_on_the_graph_host`.)
     deployment
         .sim
         .with_tenant(|t| t.produce(Utc::now(), Activity { new_alerts: 250, updates: 0, late: 0, bulk: 0 }));
@@ -287,15 +289,6 @@ async fn unexpected_graph_answers_fail_clearly_and_lose_nothing() {
     expected.sort();
     expected.dedup();
     deployment.sim.push_fault(Fault::ForeignNextLink);
-    let outcome = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
-    let Outcome::Error { error_type, message, .. } = outcome else {
-        panic!("expected an error: {outcome:?}")
-    };
-    assert_eq!(error_type, "GraphRefusedError");
-    assert!(
-        message.contains("graph.attacker.example") && message.contains("never sent elsewhere"),
-        "{message}"
-    );
     let done = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
     assert_eq!(done.response()["complete"], json!(true));
     assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);

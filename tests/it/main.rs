@@ -3,6 +3,7 @@
 
 mod faults;
 mod graph_client;
+mod graph_modes;
 mod lambda_backfill;
 mod lambda_sync;
 mod sync;

@@ -16,7 +16,7 @@ use xdr_app::lambda::{Function, serve};
 use xdr_app::local::run_local;
 use xdr_app::report::{describe_folder, describe_run};
 use xdr_app::{AppError, LocalConfig, SyncConfig, logging};
-use xdr_simulator::{SimOptions, SimTenant, Simulator};
+use xdr_simulator::{GraphMode, SimOptions, SimTenant, Simulator};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +41,10 @@ enum Command {
         /// Let Graph throttle a few requests to show the backoff.
         #[arg(long)]
         throttle: bool,
+        /// How the simulated Graph pages: strict (no nextLink, $skip <= 500, $top <= 1000,
+        /// scrambled order), skip-links, skiptoken, no-count, clamped or lenient.
+        #[arg(long, default_value = "strict")]
+        graph_mode: GraphMode,
     },
     /// Serve a simulated tenant (Entra token endpoint + Graph alerts_v2) until interrupted.
     Simulate {
@@ -49,6 +53,9 @@ enum Command {
         /// Alerts in the tenant's history (the last three days).
         #[arg(long, default_value_t = 1000)]
         alerts: u64,
+        /// How the simulated Graph pages (see `demo --help`).
+        #[arg(long, default_value = "strict")]
+        graph_mode: GraphMode,
     },
 }
 
@@ -59,13 +66,13 @@ fn main() -> ExitCode {
         match command {
             None => serve(Function::Sync).await,
             Some(Command::Sync) => sync().await,
-            Some(Command::Demo { dir, throttle }) => {
+            Some(Command::Demo { dir, throttle, graph_mode }) => {
                 logging::init("warn");
-                let output = run_demo(&DemoOptions { dir, throttle }).await?;
+                let output = run_demo(&DemoOptions { dir, throttle, graph_mode }).await?;
                 print!("{output}");
                 Ok(())
             }
-            Some(Command::Simulate { port, alerts }) => simulate(port, alerts).await,
+            Some(Command::Simulate { port, alerts, graph_mode }) => simulate(port, alerts, graph_mode).await,
         }
     })
 }
@@ -81,15 +88,17 @@ async fn sync() -> Result<(), AppError> {
     Ok(())
 }
 
-async fn simulate(port: u16, alerts: u64) -> Result<(), AppError> {
+async fn simulate(port: u16, alerts: u64, graph_mode: GraphMode) -> Result<(), AppError> {
     logging::init("info");
     let tenant = SimTenant::with_history(seed_from_clock(), Utc::now(), TimeDelta::days(3), alerts);
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let simulator = Simulator::start_on(tenant, SimOptions::default(), address)
+    let simulator = Simulator::start_on(tenant, SimOptions::mode(graph_mode), address)
         .await
         .map_err(|error| AppError::Io { action: format!("listening on {address}"), error })?;
     let base = simulator.base_url();
-    println!("Simulated tenant listening on {base}. To sync it from another shell:\n");
+    println!(
+        "Simulated tenant listening on {base} (Graph mode: {graph_mode}). To sync it from another shell:\n"
+    );
     println!(
         "  TENANT_ID={} CLIENT_ID={} CLIENT_SECRET='{}' \\",
         simulator.tenant_id(),

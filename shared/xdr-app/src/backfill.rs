@@ -197,6 +197,9 @@ impl BackfillOutcome {
                     "duplicates_skipped": invocation.duplicates_skipped,
                     "quarantined": invocation.quarantined,
                     "partitions": invocation.partitions,
+                    "slices_split": invocation.slices_split,
+                    "slices_reread": invocation.slices_reread,
+                    "instants_split": invocation.instants_split,
                 });
                 if let Some(reason) = &invocation.stopped_because {
                     value["stopped_because"] = json!(reason);
@@ -221,7 +224,10 @@ fn add_run(total: &mut RunSummary, run: RunSummary) {
     total.alerts_written += run.alerts_written;
     total.duplicates_skipped += run.duplicates_skipped;
     total.quarantined += run.quarantined;
-    total.slices_resized += run.slices_resized;
+    total.slices_split += run.slices_split;
+    total.slices_reread += run.slices_reread;
+    total.instants_split += run.instants_split;
+    total.instants_held += run.instants_held;
     total.objects.extend(run.objects);
     total.partitions.extend(run.partitions);
     if total.stopped_because.is_none() {

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use xdr_core::OutputLayout;
 use xdr_core::layout::{DEFAULT_OUTPUT_PREFIX, DEFAULT_QUARANTINE_PREFIX};
 use xdr_core::settings::{
-    DEFAULT_FINISH_RESERVE_MILLIS, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_PAGES_PER_SLICE,
+    DEFAULT_FINISH_RESERVE_MILLIS, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_PAGES_PER_SLICE, DEFAULT_MAX_SKIP,
     DEFAULT_OVERLAP_MINUTES, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SyncSettings,
 };
 use xdr_core::timeutil::parse_instant;
@@ -159,6 +159,23 @@ impl SyncConfig {
         let page_size = settings.number("PAGE_SIZE", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)?;
         let max_pages_per_slice =
             settings.number("MAX_PAGES_PER_SLICE", DEFAULT_MAX_PAGES_PER_SLICE, 1, 100)?;
+        let max_skip = settings.number("MAX_SKIP", DEFAULT_MAX_SKIP, 0, 100_000)?;
+        let accept_incomplete_instants = match settings.optional("ACCEPT_INCOMPLETE_INSTANTS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|text| !text.is_empty())
+                .map(|text| {
+                    parse_instant(text).ok_or_else(|| {
+                        ConfigError::new(
+                            "ACCEPT_INCOMPLETE_INSTANTS",
+                            format!("`{text}` is not an RFC 3339 instant; copy it from the InstantUnreadableError message"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         let max_object_mb =
             settings.number("MAX_OBJECT_MB", (DEFAULT_MAX_OBJECT_BYTES / (1024 * 1024)) as u64, 1, 1024)?;
         let finish_reserve_ms =
@@ -177,6 +194,8 @@ impl SyncConfig {
                 overlap: TimeDelta::minutes(overlap_minutes),
                 page_size,
                 max_pages_per_slice,
+                max_skip,
+                accept_incomplete_instants,
                 max_object_bytes: (max_object_mb as usize) * 1024 * 1024,
                 // Not settings: they keep the state inside one DynamoDB item.
                 max_object_records: xdr_core::settings::DEFAULT_MAX_OBJECT_RECORDS,
@@ -253,6 +272,8 @@ mod tests {
         assert_eq!(config.engine.page_size, 1000);
         assert_eq!(config.engine.max_object_bytes, 32 * 1024 * 1024);
         assert_eq!(config.engine.backfill_start, None);
+        assert_eq!(config.engine.max_skip, 500);
+        assert!(config.engine.accept_incomplete_instants.is_empty());
     }
 
     #[test]
@@ -274,6 +295,11 @@ mod tests {
             ),
             (&[("TENANT_ID", "t"), ("MAX_OBJECT_MB", "0")], "MAX_OBJECT_MB"),
             (&[("TENANT_ID", "a/b")], "TENANT_ID"),
+            (&[("TENANT_ID", "t"), ("MAX_SKIP", "-5")], "MAX_SKIP"),
+            (
+                &[("TENANT_ID", "t"), ("ACCEPT_INCOMPLETE_INSTANTS", "2026-11-28T06:00:00Z, soon")],
+                "ACCEPT_INCOMPLETE_INSTANTS",
+            ),
         ];
         for (pairs, setting) in cases {
             let error = parse(pairs).expect_err(setting);

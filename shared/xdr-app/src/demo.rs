@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
-use xdr_simulator::{Activity, Fault, SimOptions, SimTenant, Simulator};
+use xdr_simulator::{Activity, Fault, GraphMode, SimOptions, SimTenant, Simulator};
 
 use crate::config::SyncConfig;
 use crate::error::AppError;
@@ -17,6 +17,8 @@ pub struct DemoOptions {
     pub dir: PathBuf,
     /// Make Graph throttle a few requests (429 with Retry-After) to show the backoff.
     pub throttle: bool,
+    /// How the simulated Graph pages (strict by default).
+    pub graph_mode: GraphMode,
 }
 
 const HISTORY_DAYS: i64 = 3;
@@ -87,10 +89,14 @@ pub async fn run_demo(options: &DemoOptions) -> Result<String, AppError> {
         tenant.versions.iter().map(|v| v.last_update).min().unwrap_or(now) - TimeDelta::seconds(1);
     save_tenant(&tenant_file, &tenant)?;
 
-    let simulator = Simulator::start(tenant, SimOptions::default())
+    let simulator = Simulator::start(tenant, SimOptions::mode(options.graph_mode))
         .await
         .map_err(io("starting the simulated tenant on 127.0.0.1"))?;
-    out.push_str(&format!("Simulated Entra ID + Graph listening on {}\n\n", simulator.base_url()));
+    out.push_str(&format!(
+        "Simulated Entra ID + Graph listening on {} (Graph mode: {})\n\n",
+        simulator.base_url(),
+        options.graph_mode
+    ));
     if options.throttle {
         simulator.push_fault(Fault::Status { status: 429, retry_after: Some(1) });
         simulator.push_fault(Fault::Status { status: 503, retry_after: None });

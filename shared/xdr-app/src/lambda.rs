@@ -206,12 +206,19 @@ impl Services {
                 metrics.objects_written =
                     response["objects"].as_array().map_or(0, |objects| objects.len() as u64);
                 metrics.complete = u64::from(response["complete"] == json!(true));
+                let number = |name: &str| response[name].as_u64().unwrap_or(0);
+                metrics.slices_split = number("slices_split");
+                metrics.slices_reread = number("slices_reread");
+                metrics.instants_split = number("instants_split");
                 metrics.lag_seconds = response["covered_until"]
                     .as_str()
                     .and_then(xdr_core::timeutil::parse_instant)
                     .map(|covered| (Utc::now() - covered).num_milliseconds() as f64 / 1000.0);
             }
-            Err(_) => metrics.errors = 1,
+            Err(error) => {
+                metrics.errors = 1;
+                metrics.instants_held = u64::from(error.kind() == "InstantUnreadableError");
+            }
         }
         emit(&self.metrics_namespace, function, &metrics);
         result

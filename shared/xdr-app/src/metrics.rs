@@ -23,6 +23,14 @@ pub struct RunMetrics {
     pub complete: u64,
     /// 1 when the run failed, else 0.
     pub errors: u64,
+    /// Time slices split because one answer did not hold them.
+    pub slices_split: u64,
+    /// Reads of a dense instant repeated because its pages came back short.
+    pub slices_reread: u64,
+    /// Dense instants split by another filterable property.
+    pub instants_split: u64,
+    /// 1 when an instant no filter could split holds the cursor, else 0.
+    pub instants_held: u64,
 }
 
 /// The EMF document for one run of `function` (`xdr-sync` or `xdr-backfill`).
@@ -35,6 +43,10 @@ pub fn emf_line(namespace: &str, function: &str, metrics: &RunMetrics, now: Date
         json!({"Name": "RunDuration", "Unit": "Milliseconds"}),
         json!({"Name": "RunsComplete", "Unit": "Count"}),
         json!({"Name": "RunErrors", "Unit": "Count"}),
+        json!({"Name": "SlicesSplit", "Unit": "Count"}),
+        json!({"Name": "SlicesReread", "Unit": "Count"}),
+        json!({"Name": "InstantsSplit", "Unit": "Count"}),
+        json!({"Name": "InstantsHeld", "Unit": "Count"}),
     ];
     let mut document = Map::new();
     document.insert("Function".into(), json!(function));
@@ -45,6 +57,10 @@ pub fn emf_line(namespace: &str, function: &str, metrics: &RunMetrics, now: Date
     document.insert("RunDuration".into(), json!(metrics.duration_ms));
     document.insert("RunsComplete".into(), json!(metrics.complete));
     document.insert("RunErrors".into(), json!(metrics.errors));
+    document.insert("SlicesSplit".into(), json!(metrics.slices_split));
+    document.insert("SlicesReread".into(), json!(metrics.slices_reread));
+    document.insert("InstantsSplit".into(), json!(metrics.instants_split));
+    document.insert("InstantsHeld".into(), json!(metrics.instants_held));
     if let Some(lag) = metrics.lag_seconds {
         definitions.push(json!({"Name": "LagSeconds", "Unit": "Seconds"}));
         document.insert("LagSeconds".into(), json!(lag.max(0.0).round()));
@@ -83,6 +99,10 @@ mod tests {
             duration_ms: 830,
             complete: 1,
             errors: 0,
+            slices_split: 3,
+            slices_reread: 0,
+            instants_split: 1,
+            instants_held: 0,
         };
         let now = DateTime::parse_from_rfc3339("2026-11-28T06:00:00Z").unwrap().with_timezone(&Utc);
         let line = emf_line("XdrLake/prod", "xdr-sync", &metrics, now);

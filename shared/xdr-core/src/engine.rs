@@ -3,24 +3,26 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use futures_util::future::join;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::value::RawValue;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::batch::Batch;
 use crate::error::EngineError;
 use crate::fingerprint::content_fingerprint;
 use crate::layout::ObjectName;
-use crate::page::{QuarantineReason, as_ndjson_line, parse_page, version_key};
-use crate::ports::{
-    AlertSource, Clock, ObjectSink, PageRequest, Revision, SourceError, SourceErrorKind, StateStore,
-};
+use crate::page::{QuarantineReason, as_ndjson_line, version_key};
+use crate::ports::{AlertSource, Clock, ObjectSink, Revision, StateStore};
 use crate::seen::{SeenEntry, SeenVersions};
 use crate::settings::SyncSettings;
+use crate::split::InstantProgress;
 use crate::state::{PendingObject, SyncState};
 use crate::summary::{ObjectSummary, RunSummary, WindowSummary};
-use crate::timeutil::{TICK, floor_to_tick, format_human};
+use crate::timeutil::{floor_to_tick, format_filter_instant, format_human};
+
+mod reading;
+
+use reading::{Paging, WindowEnd};
 
 /// The adapters one run works with.
 pub struct Ports<'a, S, T, O, C> {
@@ -77,8 +79,31 @@ where
     run.summary.window = WindowSummary { from: format_human(window_from), to: format_human(window_to) };
     info!(run_id = %run.request.run_id, from = %run.summary.window.from, to = %run.summary.window.to, "Sync window.");
 
+    run.forget_stale_instant(window_from, window_to);
     match run.read_window(window_from, window_to).await {
-        Ok(stop) => {
+        Ok(WindowEnd::Held(held)) => {
+            // Everything before the instant is kept; the cursor stays before it.
+            run.summary.instants_held = 1;
+            run.finish().await?;
+            warn!(
+                instant = %format_filter_instant(held.at),
+                reached = held.reached,
+                listed = ?held.listed,
+                covered_until = %run.summary.covered_until,
+                "An instant holds more versions than Graph's paging reaches and no filter splits it; holding the cursor before it."
+            );
+            Err(EngineError::InstantUnreadable {
+                at: format_filter_instant(held.at),
+                listed: held.listed.map_or_else(|| format!("more than {}", held.reached), |n| n.to_string()),
+                reached: held.reached,
+                max_skip: settings.max_skip,
+            })
+        }
+        Ok(end) => {
+            let stop = match end {
+                WindowEnd::Stopped(reason) => Some(reason),
+                _ => None,
+            };
             run.finish().await?;
             run.summary.complete = stop.is_none();
             run.summary.stopped_because = stop;
@@ -101,31 +126,6 @@ where
         // Storage failed: touch nothing more, so the announced object stays pending for recovery.
         Err(error) => Err(error),
     }
-}
-
-enum SliceOutcome {
-    /// Every page of the slice was read; `records` came back. `next`: the following slice's
-    /// first page, fetched while this slice's last page was written.
-    Done { records: u64, next: Option<Prefetched> },
-    /// Re-read the slice with this length.
-    Resize { length: TimeDelta },
-    /// Stop the run here (deadline, throttling); the reason is reported.
-    Stop(String),
-}
-
-/// The first page of the slice that starts where the last one ended, fetched ahead.
-struct Prefetched {
-    /// The slice's end (it starts at the previous slice's end).
-    to: DateTime<Utc>,
-    /// `None`: not fetched, the deadline had come.
-    fetched: Option<Result<crate::ports::FetchedPage, SourceError>>,
-}
-
-/// Where a slice of `length` from `start` ends: on a 100 ns tick (`$filter` literals carry
-/// ticks, so bounds off a tick would query a different range than the one marked as read), at
-/// least one tick long, and not past the window.
-fn end_of_slice(start: DateTime<Utc>, length: TimeDelta, window_end: DateTime<Utc>) -> DateTime<Utc> {
-    floor_to_tick(start + length).max(start + TICK).min(window_end)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -156,6 +156,13 @@ struct Run<'a, S, T, O, C> {
     newest_last_update: Option<DateTime<Utc>>,
     partitions: BTreeSet<String>,
     summary: RunSummary,
+    /// What this run has learnt about Graph's paging.
+    paging: Paging,
+    /// The split of a dense instant under way. Copied into the state only while nothing is
+    /// buffered, so a saved plan never omits a part whose records are not yet stored.
+    instant_plan: Option<InstantProgress>,
+    /// The cursor may not pass this (an instant read over several runs; see `read_instant`).
+    cursor_cap: Option<DateTime<Utc>>,
 }
 
 impl<'a, S, T, O, C> Run<'a, S, T, O, C>
@@ -175,6 +182,7 @@ where
         revision: Option<Revision>,
     ) -> Self {
         let cursor = state.cursor;
+        let instant_plan = state.instant.clone();
         let summary = RunSummary { run_id: request.run_id.clone(), ..RunSummary::default() };
         Self {
             settings,
@@ -194,6 +202,9 @@ where
             newest_last_update: None,
             partitions: BTreeSet::new(),
             summary,
+            paging: Paging::default(),
+            instant_plan,
+            cursor_cap: None,
         }
     }
 
@@ -220,222 +231,6 @@ where
         warn!(key = %pending.key, landed, "Recovered an interrupted object write.");
         self.summary.recovered = Some(note);
         Ok(())
-    }
-
-    async fn read_window(
-        &mut self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Option<String>, EngineError> {
-        let mut slice_start = from;
-        let mut length = self.state.slice_hint.unwrap_or(to - from).max(TICK);
-        let mut short_rereads = 0;
-        let mut prefetched: Option<Prefetched> = None;
-        while slice_start < to {
-            let slice_end =
-                prefetched.as_ref().map_or_else(|| end_of_slice(slice_start, length, to), |p| p.to);
-            let first_page = prefetched.take().map(|p| p.fetched);
-            match self.read_slice(slice_start, slice_end, to, first_page, &mut short_rereads).await {
-                Ok(SliceOutcome::Done { records, next }) => {
-                    self.completed_cursor = self.completed_cursor.max(slice_end);
-                    self.keep_state_small().await?;
-                    length = self.next_slice_length(slice_end - slice_start, records);
-                    slice_start = slice_end;
-                    short_rereads = 0;
-                    prefetched = next;
-                }
-                Ok(SliceOutcome::Resize { length: new_length }) => {
-                    self.summary.slices_resized += 1;
-                    length = new_length.max(TICK);
-                }
-                Ok(SliceOutcome::Stop(reason)) => return Ok(Some(reason)),
-                Err(error) => return Err(error),
-            }
-        }
-        self.state.slice_hint = None;
-        Ok(None)
-    }
-
-    /// The next slice's length, from the density of the last one (`records` in `width`): sized
-    /// for the slice target, growing at most twofold and shrinking at most to a quarter, so a
-    /// denser stretch ahead rarely costs a split.
-    fn next_slice_length(&self, width: TimeDelta, records: u64) -> TimeDelta {
-        let scale = if records == 0 {
-            2.0
-        } else {
-            (self.settings.slice_target() as f64 / records as f64).clamp(0.25, 2.0)
-        };
-        let nanos =
-            (width.num_nanoseconds().unwrap_or(i64::MAX / 8) as f64 * scale).min(i64::MAX as f64 / 2.0);
-        TimeDelta::nanoseconds(nanos as i64).max(TICK)
-    }
-
-    /// A run stopped inside a slice of `width` after `pages` pages: next time, start with a slice
-    /// that fits in what this run managed (half of it, for margin).
-    fn remember_slice_hint(&mut self, width: TimeDelta, pages: u32, expected: Option<u64>) {
-        let needed_pages = expected
-            .map(|count| count.div_ceil(u64::from(self.settings.page_size.max(1))).max(1))
-            .unwrap_or(2);
-        let fraction = (f64::from(pages.max(1)) / needed_pages as f64).min(1.0) / 2.0;
-        let nanos = (width.num_nanoseconds().unwrap_or(i64::MAX) as f64 * fraction) as i64;
-        self.state.slice_hint = Some(TimeDelta::nanoseconds(nanos).max(TICK));
-    }
-
-    async fn read_slice(
-        &mut self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        window_end: DateTime<Utc>,
-        first_page: Option<Option<Result<crate::ports::FetchedPage, SourceError>>>,
-        short_rereads: &mut u32,
-    ) -> Result<SliceOutcome, EngineError> {
-        let width = to - from;
-        let splittable = width > TICK;
-        let capacity = self.settings.slice_capacity();
-        let page_size = self.settings.page_size;
-        let first_page = match first_page {
-            Some(fetched) => self.settle_fetch(fetched)?,
-            None => self.fetch(PageRequest::First { from, to, page_size, with_count: true }).await?,
-        };
-        let mut next_slice = None;
-        let Some(mut page) = first_page else {
-            if self.summary.pages > 0 {
-                // Earlier slices fit but this one did not start: keep its size as the hint.
-                self.state.slice_hint = Some(width);
-            }
-            return Ok(SliceOutcome::Stop(self.stop_reason()));
-        };
-        let mut pages = 1u32;
-        let mut received = 0u64;
-        let mut expected: Option<u64> = None;
-        loop {
-            let parsed = parse_page(&page.body).map_err(|problem| EngineError::MalformedPage {
-                request_id: page.request_id.clone().unwrap_or_else(|| "unknown".into()),
-                problem,
-            })?;
-            if pages == 1 {
-                expected = parsed.count;
-                if let Some(count) = parsed.count
-                    && count > capacity
-                    && splittable
-                {
-                    let fraction = self.settings.slice_target() as f64 / count as f64;
-                    let nanos = (width.num_nanoseconds().unwrap_or(i64::MAX) as f64 * fraction) as i64;
-                    debug!(count, capacity, "Slice too big; splitting before reading it.");
-                    return Ok(SliceOutcome::Resize { length: TimeDelta::nanoseconds(nanos) });
-                }
-            }
-            received += parsed.alerts.len() as u64;
-            if parsed.next_link.is_some() && pages >= self.settings.max_pages_per_slice && splittable {
-                // No count from the server, or it grew while we read: read a narrower slice.
-                self.write_records(&parsed.alerts, from).await?;
-                return Ok(SliceOutcome::Resize { length: width / 2 });
-            }
-            let Some(link) = parsed.next_link.as_deref() else {
-                let short = expected.is_some_and(|expected| received < expected) && *short_rereads < 2;
-                if short || to >= window_end {
-                    self.write_records(&parsed.alerts, from).await?;
-                    break;
-                }
-                // The last page: the next slice's first page is on its way while it is written,
-                // so the slice boundary costs no latency either.
-                let next_to = end_of_slice(to, self.next_slice_length(width, received), window_end);
-                let request = PageRequest::First { from: to, to: next_to, page_size, with_count: true };
-                let fetched = self.write_while_fetching(&parsed.alerts, from, request).await?;
-                next_slice = Some(Prefetched { to: next_to, fetched });
-                break;
-            };
-            let fetched = self.write_while_fetching(&parsed.alerts, from, PageRequest::Next { link }).await?;
-            match self.settle_fetch(fetched)? {
-                Some(next) => page = next,
-                None => {
-                    self.remember_slice_hint(width, pages, expected);
-                    return Ok(SliceOutcome::Stop(self.stop_reason()));
-                }
-            }
-            pages += 1;
-        }
-        // Offset paging skips a record when an alert ahead of the offset leaves the slice (it was
-        // updated) while we page. Fewer records than counted at the start is the sign: read the
-        // slice again (dedup makes that free of duplicates), a bounded number of times.
-        if let Some(expected) = expected
-            && received < expected
-            && *short_rereads < 2
-        {
-            *short_rereads += 1;
-            warn!(expected, received, "Slice came back short; reading it again.");
-            return Ok(SliceOutcome::Resize { length: width });
-        }
-        Ok(SliceOutcome::Done { records: received, next: next_slice })
-    }
-
-    /// Writes a page's records while the next page (`request`) is on its way, so Graph's latency
-    /// hides the compression and the uploads. The fetch is polled first, so its request goes out
-    /// before the CPU-bound writing. Its result is for `settle_fetch`; `None`: not made, the
-    /// deadline had come.
-    async fn write_while_fetching(
-        &mut self,
-        records: &[&RawValue],
-        slice_start: DateTime<Utc>,
-        request: PageRequest<'_>,
-    ) -> Result<Option<Result<crate::ports::FetchedPage, SourceError>>, EngineError> {
-        if self.out_of_time() {
-            self.write_records(records, slice_start).await?;
-            return Ok(None);
-        }
-        let source = self.ports.source;
-        let (fetched, written) =
-            join(source.fetch(request, self.fetch_deadline), self.write_records(records, slice_start)).await;
-        written?;
-        Ok(Some(fetched))
-    }
-
-    /// Fetches one page; `Ok(None)` means stop gracefully (deadline or throttling).
-    async fn fetch(
-        &mut self,
-        request: PageRequest<'_>,
-    ) -> Result<Option<crate::ports::FetchedPage>, EngineError> {
-        let fetched = if self.out_of_time() {
-            None
-        } else {
-            Some(self.ports.source.fetch(request, self.fetch_deadline).await)
-        };
-        self.settle_fetch(fetched)
-    }
-
-    /// Accounts for one fetch (`None`: not made, the deadline had come); `Ok(None)` means stop
-    /// gracefully (deadline or throttling).
-    fn settle_fetch(
-        &mut self,
-        fetched: Option<Result<crate::ports::FetchedPage, SourceError>>,
-    ) -> Result<Option<crate::ports::FetchedPage>, EngineError> {
-        let Some(fetched) = fetched else {
-            self.summary.stopped_because = Some("deadline: stopped before the next page".into());
-            return Ok(None);
-        };
-        match fetched {
-            Ok(page) => {
-                self.summary.pages += 1;
-                Ok(Some(page))
-            }
-            Err(SourceError { kind: SourceErrorKind::OutOfTime, message }) => {
-                self.summary.stopped_because = Some(format!("deadline: {message}"));
-                Ok(None)
-            }
-            Err(SourceError { kind: SourceErrorKind::Throttled, message }) => {
-                self.summary.stopped_because = Some(format!("throttled: {message}"));
-                Ok(None)
-            }
-            Err(error) => Err(EngineError::Source(error)),
-        }
-    }
-
-    fn stop_reason(&mut self) -> String {
-        self.summary.stopped_because.take().unwrap_or_else(|| "stopped".into())
-    }
-
-    fn out_of_time(&self) -> bool {
-        self.fetch_deadline.is_some_and(|deadline| self.ports.clock.now() >= deadline)
     }
 
     async fn write_records(
@@ -538,11 +333,20 @@ where
             Some(start) => self.completed_cursor.min(start),
             None => self.completed_cursor,
         };
+        let safe = self.cursor_cap.map_or(safe, |cap| safe.min(cap));
         safe.max(self.loaded_cursor)
     }
 
     async fn save(&mut self) -> Result<(), EngineError> {
         self.state.cursor = self.savable_cursor();
+        if self.batches.is_empty() && self.storing_from.is_none() {
+            self.state.instant = self.instant_plan.clone();
+        }
+        // A plan for an instant the next window no longer reaches is done with.
+        let next_window = self.state.next_window_start(self.settings.overlap);
+        if self.state.instant.as_ref().is_some_and(|plan| plan.at < next_window) {
+            self.state.instant = None;
+        }
         let keep_from = self.state.next_window_start(self.settings.overlap);
         self.state.seen.prune_before(keep_from);
         let revision = self.ports.store.save(&self.state, self.revision.as_ref()).await?;

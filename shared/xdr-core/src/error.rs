@@ -16,6 +16,10 @@ pub enum EngineError {
     Output { key: String, error: SinkError },
     #[error("compressing a batch failed: {0}")]
     Compression(#[from] std::io::Error),
+    #[error(
+        "{listed} alert versions share the instant {at} and no filterable property tells them apart, so Graph's paging reaches only {reached} of them (`$skip` is capped at {max_skip}); everything before this instant is written and the cursor is held before it. If your Graph accepts a deeper `$skip`, raise MAX_SKIP; or accept the versions read so far and move past the instant with ACCEPT_INCOMPLETE_INSTANTS={at} (see the README, \"An instant Graph cannot page through\")"
+    )]
+    InstantUnreadable { at: String, listed: String, reached: u64, max_skip: u32 },
 }
 
 impl EngineError {
@@ -27,13 +31,14 @@ impl EngineError {
                 SourceErrorKind::Throttled => "ThrottledError",
                 SourceErrorKind::OutOfTime => "DeadlineError",
                 SourceErrorKind::Unavailable => "GraphUnavailableError",
-                SourceErrorKind::Refused => "GraphRefusedError",
+                SourceErrorKind::Refused | SourceErrorKind::QueryRejected => "GraphRefusedError",
             },
             EngineError::MalformedPage { .. } => "GraphMalformedPageError",
             EngineError::State(StoreError::Conflict) => "StateConflictError",
             EngineError::State(_) => "StateError",
             EngineError::Output { .. } => "OutputError",
             EngineError::Compression(_) => "OutputError",
+            EngineError::InstantUnreadable { .. } => "InstantUnreadableError",
         }
     }
 }

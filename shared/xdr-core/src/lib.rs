@@ -10,8 +10,10 @@ pub mod layout;
 pub mod memory;
 pub mod page;
 pub mod ports;
+pub mod query;
 pub mod seen;
 pub mod settings;
+pub mod split;
 pub mod state;
 pub mod summary;
 pub mod timeutil;
@@ -23,6 +25,7 @@ pub use ports::{
     AlertSource, Clock, FetchedPage, ObjectSink, PageRequest, Revision, SinkError, SourceError,
     SourceErrorKind, StateStore, StoreError, SystemClock,
 };
+pub use query::{Constraint, NextLinkKind, Property, Query, classify_next_link};
 pub use settings::SyncSettings;
 pub use state::SyncState;
 pub use summary::RunSummary;

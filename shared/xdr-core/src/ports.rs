@@ -4,23 +4,14 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use crate::query::Query;
 use crate::state::SyncState;
 
-/// One request for alerts: the first page of a time slice, or a `@odata.nextLink` to follow.
+/// One request for alerts: a query the engine built, or a `@odata.nextLink` to follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageRequest<'a> {
-    First {
-        /// Inclusive lower bound on `lastUpdateDateTime`.
-        from: DateTime<Utc>,
-        /// Exclusive upper bound on `lastUpdateDateTime`.
-        to: DateTime<Utc>,
-        page_size: u32,
-        /// Ask for `@odata.count` so an oversized slice can be split after one page.
-        with_count: bool,
-    },
-    Next {
-        link: &'a str,
-    },
+    Query(Query),
+    Next { link: &'a str },
 }
 
 /// A page body as received, plus the server's request id for the logs.
@@ -43,6 +34,9 @@ pub enum SourceErrorKind {
     Unavailable,
     /// The request or its answer is wrong in a way retrying will not fix.
     Refused,
+    /// Graph rejected the request as formed (HTTP 400), for example a `$skip` beyond its cap.
+    /// For a nextLink or a deeper page the engine reads another way; otherwise it is `Refused`.
+    QueryRejected,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -8,6 +8,8 @@ pub const DEFAULT_OVERLAP_MINUTES: i64 = 15;
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 pub const DEFAULT_MAX_PAGES_PER_SLICE: u32 = 10;
+/// The Graph security API's documented `$skip` limit (`$skip=501` is answered with HTTP 400).
+pub const DEFAULT_MAX_SKIP: u32 = 500;
 pub const DEFAULT_MAX_OBJECT_BYTES: usize = 32 * 1024 * 1024;
 /// The state holds about 12 bytes per version it remembers or announces, and must fit one
 /// DynamoDB item (400 KB). At most one object is announced at a time (6,000 records: 24 MB of
@@ -24,8 +26,14 @@ pub struct SyncSettings {
     pub overlap: TimeDelta,
     /// `$top` for each request (at most 1000).
     pub page_size: u32,
-    /// Pages one slice may take before it is split; bounds `$skip` depth and unsaved progress.
+    /// Pages one instant may take through nextLinks or `$skip` before it is split by another
+    /// property. (Time slices are always read in one answer each.)
     pub max_pages_per_slice: u32,
+    /// The largest `$skip` sent, or accepted in a nextLink.
+    pub max_skip: u32,
+    /// Instants an operator has accepted as read as far as Graph's paging reaches (see
+    /// `EngineError::InstantUnreadable`): the cursor moves past them.
+    pub accept_incomplete_instants: Vec<DateTime<Utc>>,
     /// Uncompressed size at which an object is closed and stored.
     pub max_object_bytes: usize,
     /// Records at which an object is closed and stored: an object's versions are announced in
@@ -51,6 +59,8 @@ impl SyncSettings {
             overlap: TimeDelta::minutes(DEFAULT_OVERLAP_MINUTES),
             page_size: DEFAULT_PAGE_SIZE,
             max_pages_per_slice: DEFAULT_MAX_PAGES_PER_SLICE,
+            max_skip: DEFAULT_MAX_SKIP,
+            accept_incomplete_instants: Vec::new(),
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             max_object_records: DEFAULT_MAX_OBJECT_RECORDS,
             max_remembered_versions: DEFAULT_MAX_REMEMBERED_VERSIONS,
@@ -58,20 +68,5 @@ impl SyncSettings {
             finish_reserve: TimeDelta::milliseconds(DEFAULT_FINISH_RESERVE_MILLIS),
             window_end: None,
         }
-    }
-
-    /// Records one slice may hold before it is split.
-    pub(crate) fn slice_capacity(&self) -> u64 {
-        u64::from(self.page_size.max(1)) * u64::from(self.max_pages_per_slice.max(1))
-    }
-
-    /// Records a slice is sized for: a whole number of pages one page below the capacity, less
-    /// a tenth of a page. Full pages waste no request; the page of margin absorbs late
-    /// arrivals and uneven density without tipping the slice over its capacity (which would
-    /// cost a request to split it).
-    pub(crate) fn slice_target(&self) -> u64 {
-        let page = u64::from(self.page_size.max(1));
-        let pages = u64::from(self.max_pages_per_slice.max(2) - 1);
-        (pages * page - page / 10).max(1)
     }
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::seen::SeenVersions;
+use crate::split::InstantProgress;
 use crate::timeutil::floor_to_tick;
 
 /// What the live sync remembers between runs.
@@ -28,9 +29,13 @@ pub struct SyncState {
     /// Alert versions and objects this state has stored in all, over every run.
     pub written_alerts: u64,
     pub written_objects: u64,
-    /// Set when a run stopped inside a slice: the slice length the next run starts with, so a
-    /// short invocation still completes a slice and moves the cursor.
+    /// Set when a run stopped early: the slice length the next run starts with (one that fitted
+    /// in one answer, or half of one that did not), so a short invocation still completes a
+    /// slice and moves the cursor.
     pub slice_hint: Option<TimeDelta>,
+    /// An instant too dense to page through, whose split was under way when a run stopped: the
+    /// next run reads only the parts still pending. Always at or after the cursor.
+    pub instant: Option<InstantProgress>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +56,7 @@ impl SyncState {
             written_alerts: 0,
             written_objects: 0,
             slice_hint: None,
+            instant: None,
         }
     }
 
@@ -90,6 +96,8 @@ struct StoredSyncState {
     written_alerts: u64,
     #[serde(default)]
     written_objects: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    instant: Option<InstantProgress>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -120,6 +128,7 @@ impl SyncState {
             window_end: self.window_end,
             written_alerts: self.written_alerts,
             written_objects: self.written_objects,
+            instant: self.instant.clone(),
         };
         // Serialising plain strings, numbers and timestamps cannot fail.
         serde_json::to_string(&stored).unwrap_or_default()
@@ -147,6 +156,7 @@ impl SyncState {
             window_end: stored.window_end,
             written_alerts: stored.written_alerts,
             written_objects: stored.written_objects,
+            instant: stored.instant,
         })
     }
 }
@@ -166,10 +176,18 @@ mod tests {
         let mut pending = SeenVersions::default();
         pending.insert(SeenEntry::new("b", t));
         state.pending = Some(PendingObject { key: "p/dt=2026-11-28/x.gz".into(), entries: pending });
-        state.slice_hint = Some(TimeDelta::seconds(90));
         state.window_end = Some(t + TimeDelta::days(1));
         state.written_alerts = 12;
         state.written_objects = 3;
+        state.slice_hint = Some(TimeDelta::seconds(90));
+        state.instant = Some(InstantProgress {
+            at: t,
+            started: t + TimeDelta::minutes(1),
+            pending: vec![vec![crate::query::Constraint::Is {
+                property: crate::query::Property::Severity,
+                value: "high".into(),
+            }]],
+        });
         let back = SyncState::from_json(&state.to_json()).unwrap();
         assert_eq!(back, state);
         assert!(SyncState::from_json("{}").is_err());

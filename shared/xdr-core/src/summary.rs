@@ -17,8 +17,14 @@ pub struct RunSummary {
     pub alerts_written: u64,
     pub duplicates_skipped: u64,
     pub quarantined: u64,
-    /// Slices re-read because a page count showed they were too big or came up short.
-    pub slices_resized: u64,
+    /// Time slices split because one answer did not hold all of them.
+    pub slices_split: u64,
+    /// Reads of one instant repeated because its pages came back with fewer versions than counted.
+    pub slices_reread: u64,
+    /// Instants too dense to page through, split by another filterable property.
+    pub instants_split: u64,
+    /// Instants no filter could split, held before (0 or 1: the run stops there).
+    pub instants_held: u64,
     pub objects: Vec<ObjectSummary>,
     pub partitions: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,4 +1,4 @@
-//! Model-based test of the engine: random interleavings of alert arrivals, updates, late
+//! Model-based test of the engine, in a Graph paging mode drawn per case: random interleavings of alert arrivals, updates, late
 //! visibility (up to the overlap), clock moves, runs cut short by deadlines, and crashes at any
 //! state write or object put. After every scenario, each version that was visible (and not yet
 //! superseded) for the whole of some completed run is written exactly once, nothing is written
@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::{FakeGraph, Version, World};
 use proptest::prelude::*;
 use xdr_core::Clock;
+use xdr_simulator::graph::GraphMode;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -65,8 +66,8 @@ fn listed(graph: &FakeGraph, now: DateTime<Utc>) -> BTreeSet<String> {
     FakeGraph::current(&versions, now, all, end).into_iter().map(|v| v.body).collect()
 }
 
-async fn scenario(ops: Vec<Op>) {
-    let mut world = World::new();
+async fn scenario(mode: GraphMode, ops: Vec<Op>) {
+    let mut world = World::in_mode(mode);
     world.settings.max_object_bytes = 6 * 1024;
     world.settings.page_size = 20;
     world.settings.max_pages_per_slice = 4;
@@ -170,8 +171,11 @@ proptest! {
     })]
 
     #[test]
-    fn every_observable_version_is_written_exactly_once(ops in proptest::collection::vec(op(), 1..40)) {
+    fn every_observable_version_is_written_exactly_once(
+        mode in proptest::sample::select(GraphMode::ALL.to_vec()),
+        ops in proptest::collection::vec(op(), 1..40),
+    ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(scenario(ops));
+        runtime.block_on(scenario(mode, ops));
     }
 }

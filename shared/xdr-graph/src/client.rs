@@ -10,8 +10,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 use url::Url;
-use xdr_core::timeutil::format_filter_instant;
-use xdr_core::{AlertSource, FetchedPage, PageRequest, SourceError};
+use xdr_core::{AlertSource, FetchedPage, PageRequest, Query, SourceError};
 
 use crate::cloud::Endpoints;
 use crate::credentials::CredentialProvider;
@@ -176,30 +175,23 @@ impl<P: CredentialProvider> GraphClient<P> {
         &self.settings
     }
 
-    /// The first page of a slice: `lastUpdateDateTime` in `[from, to)`.
-    pub fn first_page_url(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        page_size: u32,
-        with_count: bool,
-    ) -> Url {
-        let filter = format!(
-            "lastUpdateDateTime ge {} and lastUpdateDateTime lt {}",
-            format_filter_instant(from),
-            format_filter_instant(to)
-        );
+    /// The URL of a query the engine built: its `$filter`, `$top`, `$skip` and `$count`.
+    pub fn query_url(&self, query: &Query) -> Url {
         let mut url = self
             .settings
             .endpoints
             .graph
             .join(ALERTS_PATH)
             .unwrap_or_else(|_| self.settings.endpoints.graph.clone());
-        let mut query = format!("$filter={}&$top={}", encode_query_value(&filter), page_size.clamp(1, 1000));
-        if with_count {
-            query.push_str("&$count=true");
+        let mut text =
+            format!("$filter={}&$top={}", encode_query_value(&query.filter()), query.top.clamp(1, 1000));
+        if query.skip > 0 {
+            text.push_str(&format!("&$skip={}", query.skip));
         }
-        url.set_query(Some(&query));
+        if query.count {
+            text.push_str("&$count=true");
+        }
+        url.set_query(Some(&text));
         url
     }
 
@@ -414,7 +406,25 @@ impl<P: CredentialProvider> GraphClient<P> {
                 Ok(response) => {
                     let status = response.status();
                     let request_id = request_id(&response);
-                    if status.is_success() {
+                    if status == StatusCode::PARTIAL_CONTENT {
+                        // One provider behind the security API failed: records may be missing.
+                        let warning = response
+                            .headers()
+                            .get(reqwest::header::WARNING)
+                            .and_then(|value| value.to_str().ok())
+                            .unwrap_or("no Warning header")
+                            .chars()
+                            .take(200)
+                            .collect::<String>();
+                        last_problem = format!(
+                            "Graph answered 206 Partial Content (request-id {request_id}, Warning: {warning}): a provider behind it failed and the page may be missing alerts"
+                        );
+                        warn!(request_id = %request_id, attempt, warning = %warning, "Graph answered 206 Partial Content; retrying.");
+                        let wait =
+                            self.settings.retry.delay(attempt, retry_after(response.headers(), Utc::now()));
+                        self.back_off_all(wait);
+                        wait
+                    } else if status.is_success() {
                         match response.bytes().await {
                             Ok(body) => {
                                 debug!(request_id = %request_id, bytes = body.len(), "Got a page.");
@@ -529,9 +539,7 @@ impl<P: CredentialProvider> AlertSource for GraphClient<P> {
         deadline: Option<DateTime<Utc>>,
     ) -> Result<FetchedPage, SourceError> {
         let url = match request {
-            PageRequest::First { from, to, page_size, with_count } => {
-                self.first_page_url(from, to, page_size, with_count)
-            }
+            PageRequest::Query(query) => self.query_url(&query),
             PageRequest::Next { link } => self.check_next_link(link)?,
         };
         Ok(self.get(url, deadline).await?)
@@ -559,13 +567,28 @@ mod tests {
     }
 
     #[test]
-    fn first_page_url_filters_on_last_update_with_tick_precision() {
+    fn query_urls_filter_on_last_update_with_tick_precision() {
         let from = xdr_core::timeutil::parse_instant("2026-11-28T06:00:00.1234567Z").unwrap();
         let to = xdr_core::timeutil::parse_instant("2026-11-28T07:00:00Z").unwrap();
-        let url = client().first_page_url(from, to, 1000, true);
+        let url = client().query_url(&Query::slice(from, to, 1000));
         assert_eq!(
             url.as_str(),
             "https://graph.microsoft.com/v1.0/security/alerts_v2?$filter=lastUpdateDateTime%20ge%202026-11-28T06:00:00.1234567Z%20and%20lastUpdateDateTime%20lt%202026-11-28T07:00:00.0000000Z&$top=1000&$count=true"
+        );
+        let narrowed = Query {
+            skip: 500,
+            ..Query::instant(
+                from,
+                vec![xdr_core::Constraint::Is {
+                    property: xdr_core::Property::AssignedTo,
+                    value: "o'brien@contoso.com".into(),
+                }],
+                1000,
+            )
+        };
+        assert_eq!(
+            client().query_url(&narrowed).as_str(),
+            "https://graph.microsoft.com/v1.0/security/alerts_v2?$filter=lastUpdateDateTime%20ge%202026-11-28T06:00:00.1234567Z%20and%20lastUpdateDateTime%20lt%202026-11-28T06:00:00.1234568Z%20and%20assignedTo%20eq%20%27o%27%27brien%40contoso.com%27&$top=1000&$skip=500&$count=true"
         );
     }
 

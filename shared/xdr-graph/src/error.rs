@@ -63,6 +63,7 @@ impl GraphError {
             GraphError::Unavailable { .. } | GraphError::BadTokenResponse { .. } => {
                 SourceErrorKind::Unavailable
             }
+            GraphError::Rejected { status: 400, .. } => SourceErrorKind::QueryRejected,
             GraphError::Rejected { .. } | GraphError::ForeignNextLink { .. } => SourceErrorKind::Refused,
         }
     }

@@ -20,6 +20,20 @@ pub struct SimVersion {
     pub body: String,
 }
 
+impl crate::graph::Listed for SimVersion {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn last_update(&self) -> DateTime<Utc> {
+        self.last_update
+    }
+
+    fn body(&self) -> &str {
+        &self.body
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SimTenant {
     pub tenant_id: String,

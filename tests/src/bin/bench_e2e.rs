@@ -90,7 +90,7 @@ async fn main() {
         eprintln!(
             "latency {latency_ms} ms: {} pages, {} slices resized, {} objects",
             summary["pages"],
-            summary["slices_resized"],
+            summary["slices_split"],
             summary["objects"].as_array().map_or(0, Vec::len)
         );
         let requests = sim.requests();

@@ -14,6 +14,7 @@ use xdr_core::{
     AlertSource, Clock, EngineError, FetchedPage, PageRequest, Ports, RunRequest, RunSummary, SourceError,
     SourceErrorKind, SyncSettings, run_sync,
 };
+use xdr_simulator::graph::{GraphBehaviour, GraphMode, ListRequest, Listed, answer};
 
 #[derive(Clone)]
 pub struct Version {
@@ -23,13 +24,51 @@ pub struct Version {
     pub body: String,
 }
 
+impl Listed for Version {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn last_update(&self) -> DateTime<Utc> {
+        self.last_update
+    }
+
+    fn body(&self) -> &str {
+        &self.body
+    }
+}
+
 pub type Hook = Box<dyn FnMut(&mut Vec<Version>, usize, DateTime<Utc>) + Send>;
 
+const SOURCES: [&str; 6] = [
+    "microsoftDefenderForEndpoint",
+    "microsoftDefenderForIdentity",
+    "microsoftDefenderForOffice365",
+    "microsoftSentinel",
+    "dataLossPrevention",
+    "microsoftDefenderForCloudApps",
+];
+const SEVERITIES: [&str; 4] = ["informational", "low", "medium", "high"];
+
+fn hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The filterable properties of one test alert version.
+pub struct Shape {
+    pub created: DateTime<Utc>,
+    pub service_source: String,
+    pub severity: String,
+    pub assigned_to: Option<String>,
+}
+
+/// An in-memory Graph over a live result set, answering through the simulator's Graph model
+/// (the same one the HTTP simulator serves), in any of its modes.
 pub struct FakeGraph {
     pub clock: Arc<ManualClock>,
     pub versions: Mutex<Vec<Version>>,
     pub latency: TimeDelta,
-    pub with_count: bool,
+    pub behaviour: GraphBehaviour,
     pub requests: Mutex<Vec<String>>,
     /// Called after each page is served, with the number of pages served so far.
     pub after_page: Mutex<Option<Hook>>,
@@ -42,16 +81,48 @@ impl FakeGraph {
             clock,
             versions: Mutex::new(Vec::new()),
             latency: TimeDelta::milliseconds(300),
-            with_count: true,
+            behaviour: GraphBehaviour::default(),
             requests: Mutex::new(Vec::new()),
             after_page: Mutex::new(None),
             throttle_after: Mutex::new(None),
         }
     }
 
+    /// A version of alert `id`: created at its first version's time, with a service source and
+    /// severity that vary by id (so a dense instant can be split by them).
     pub fn add(&self, id: &str, last_update: DateTime<Utc>, visible_at: DateTime<Utc>) -> String {
+        let created = self
+            .versions
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v.id == id)
+            .map(|v| v.last_update)
+            .min()
+            .unwrap_or(last_update);
+        let h = hash(id);
+        let shape = Shape {
+            created,
+            service_source: SOURCES[(h % 6) as usize].into(),
+            severity: SEVERITIES[(h / 6 % 4) as usize].into(),
+            assigned_to: (h % 3 == 0).then(|| format!("analyst{}@contoso.com", h / 24 % 5)),
+        };
+        self.add_shaped(id, last_update, visible_at, &shape)
+    }
+
+    pub fn add_shaped(
+        &self,
+        id: &str,
+        last_update: DateTime<Utc>,
+        visible_at: DateTime<Utc>,
+        shape: &Shape,
+    ) -> String {
+        let assigned = shape.assigned_to.as_ref().map_or_else(|| "null".to_owned(), |a| format!("\"{a}\""));
         let body = format!(
-            r##"{{"id":"{id}","status":"new","lastUpdateDateTime":"{}","unknownFutureProperty":{{"x":[1,2]}},"evidence":[{{"@odata.type":"#microsoft.graph.security.brandNewEvidence","v":"{}"}}]}}"##,
+            r##"{{"id":"{id}","status":"new","severity":"{}","serviceSource":"{}","assignedTo":{assigned},"classification":null,"createdDateTime":"{}","lastUpdateDateTime":"{}","unknownFutureProperty":{{"x":[1,2]}},"evidence":[{{"@odata.type":"#microsoft.graph.security.brandNewEvidence","v":"{}"}}]}}"##,
+            shape.severity,
+            shape.service_source,
+            format_filter_instant(shape.created),
             format_filter_instant(last_update),
             visible_at.timestamp_micros()
         );
@@ -84,7 +155,7 @@ impl FakeGraph {
         }
         let mut list: Vec<Version> =
             latest.into_values().filter(|v| v.last_update >= from && v.last_update < to).cloned().collect();
-        list.sort_by(|a, b| b.last_update.cmp(&a.last_update).then(a.id.cmp(&b.id)));
+        list.sort_by(|a, b| a.last_update.cmp(&b.last_update).then(a.id.cmp(&b.id)));
         list
     }
 }
@@ -107,40 +178,34 @@ impl AlertSource for FakeGraph {
         if self.throttle_after.lock().unwrap().is_some_and(|n| served >= n) {
             return Err(SourceError::new(SourceErrorKind::Throttled, "429 beyond the deadline"));
         }
-        let (from, to, top, skip, count) = match request {
-            PageRequest::First { from, to, page_size, with_count } => {
-                (from, to, page_size as usize, 0, with_count)
+        let list_request = match &request {
+            PageRequest::Query(query) => {
+                let mut params = HashMap::from([
+                    ("$filter".to_owned(), query.filter()),
+                    ("$top".to_owned(), query.top.to_string()),
+                ]);
+                if query.skip > 0 {
+                    params.insert("$skip".into(), query.skip.to_string());
+                }
+                if query.count {
+                    params.insert("$count".into(), "true".into());
+                }
+                ListRequest::new(params)
             }
-            PageRequest::Next { link } => {
-                let parts: Vec<&str> = link.split('|').collect();
-                (
-                    parse_instant(parts[0]).unwrap(),
-                    parse_instant(parts[1]).unwrap(),
-                    parts[2].parse().unwrap(),
-                    parts[3].parse().unwrap(),
-                    false,
-                )
-            }
+            PageRequest::Next { link } => ListRequest::from_link(link),
         };
         self.clock.advance(self.latency);
         let now = self.clock.now();
-        let list = Self::current(&self.versions.lock().unwrap(), now, from, to);
-        let page: Vec<&str> = list.iter().skip(skip).take(top).map(|v| v.body.as_str()).collect();
-        let mut body = format!(r#"{{"@odata.context":"ctx","value":[{}]"#, page.join(","));
-        if count && self.with_count {
-            body.push_str(&format!(r#","@odata.count":{}"#, list.len()));
-        }
-        if skip + top < list.len() {
-            body.push_str(&format!(
-                r#","@odata.nextLink":"{}|{}|{}|{}""#,
-                format_filter_instant(from),
-                format_filter_instant(to),
-                top,
-                skip + top
-            ));
-        }
-        body.push('}');
-        self.requests.lock().unwrap().push(format!("{from}..{to} skip {skip}"));
+        let list = Self::current(
+            &self.versions.lock().unwrap(),
+            now,
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+        );
+        let refs: Vec<&Version> = list.iter().collect();
+        let answer = answer(&refs, &list_request, &self.behaviour, "https://graph.fake");
+        self.requests.lock().unwrap().push(format!("{request:?}"));
+        let body = answer.map_err(|message| SourceError::new(SourceErrorKind::QueryRejected, message))?;
         if let Some(hook) = self.after_page.lock().unwrap().as_mut() {
             hook(&mut self.versions.lock().unwrap(), served + 1, now);
         }
@@ -165,19 +230,19 @@ pub const T0: &str = "2026-11-28T06:00:00Z";
 
 impl World {
     pub fn new() -> Self {
+        Self::in_mode(GraphMode::Strict)
+    }
+
+    /// A world whose Graph pages as `mode` says.
+    pub fn in_mode(mode: GraphMode) -> Self {
         let clock = Arc::new(ManualClock::new(t(T0)));
         let mut settings = SyncSettings::with_defaults();
         settings.page_size = 100;
         settings.max_pages_per_slice = 5;
         settings.backfill_start = Some(t(T0) - TimeDelta::days(2));
-        Self {
-            graph: FakeGraph::new(clock.clone()),
-            clock,
-            store: MemoryStore::default(),
-            sink: MemorySink::default(),
-            settings,
-            runs: 0,
-        }
+        let mut graph = FakeGraph::new(clock.clone());
+        graph.behaviour = mode.behaviour();
+        Self { graph, clock, store: MemoryStore::default(), sink: MemorySink::default(), settings, runs: 0 }
     }
 
     pub async fn run_with_deadline(
