@@ -408,7 +408,7 @@ async fn an_instant_no_filter_can_split_holds_the_cursor_until_accepted() {
         let lines: Vec<String> = world.lines().into_iter().map(|(_, line)| line).collect();
         assert!(lines.contains(&after), "{mode}: the sync moved past the accepted instant");
         let read = lines.iter().filter(|line| same.contains(line)).count();
-        assert!(read >= 300 && read < 800, "{mode}: {read} of the 800 were reachable");
+        assert!((300..800).contains(&read), "{mode}: {read} of the 800 were reachable");
         // Written once each, whatever was reachable.
         let mut expected: Vec<String> = lines.clone();
         expected.sort();
@@ -444,7 +444,7 @@ async fn a_split_instant_moves_forward_under_short_deadlines() {
         // About three requests a run: 2,000 versions in pages of 100 take 20 answers at least.
         // Without saved progress no run would get past the instant's first parts.
         let first_pass = first_pass.unwrap_or(runs);
-        assert!(first_pass > 5 && first_pass < 40, "{mode}: every version written after {first_pass} runs");
+        assert!((6..40).contains(&first_pass), "{mode}: every version written after {first_pass} runs");
         world.assert_exactly(&expected);
     }
 }

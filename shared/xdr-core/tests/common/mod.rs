@@ -105,7 +105,7 @@ impl FakeGraph {
             created,
             service_source: SOURCES[(h % 6) as usize].into(),
             severity: SEVERITIES[(h / 6 % 4) as usize].into(),
-            assigned_to: (h % 3 == 0).then(|| format!("analyst{}@contoso.com", h / 24 % 5)),
+            assigned_to: h.is_multiple_of(3).then(|| format!("analyst{}@contoso.com", h / 24 % 5)),
         };
         self.add_shaped(id, last_update, visible_at, &shape)
     }
