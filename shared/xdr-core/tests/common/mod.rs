@@ -14,29 +14,10 @@ use xdr_core::{
     AlertSource, Clock, EngineError, FetchedPage, PageRequest, Ports, RunRequest, RunSummary, SourceError,
     SourceErrorKind, SyncSettings, run_sync,
 };
-use xdr_simulator::graph::{GraphBehaviour, GraphMode, ListRequest, Listed, answer};
+use xdr_simulator::graph::{GraphBehaviour, GraphMode, ListRequest, answer};
 
-#[derive(Clone)]
-pub struct Version {
-    pub id: String,
-    pub last_update: DateTime<Utc>,
-    pub visible_at: DateTime<Utc>,
-    pub body: String,
-}
-
-impl Listed for Version {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn last_update(&self) -> DateTime<Utc> {
-        self.last_update
-    }
-
-    fn body(&self) -> &str {
-        &self.body
-    }
-}
+/// One version of one alert, as the simulated tenant keeps it.
+pub use xdr_simulator::SimVersion as Version;
 
 pub type Hook = Box<dyn FnMut(&mut Vec<Version>, usize, DateTime<Utc>) + Send>;
 
