@@ -6,7 +6,7 @@
 # Needs the moto venv that .ci/run creates. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for mode in strict skip-links skiptoken no-count clamped lenient; do
+for mode in strict skip-links skiptoken no-count clamped sql-nulls lenient; do
   echo "== Graph mode: $mode"
   XDR_GRAPH_MODE=$mode cargo test --workspace --locked "$@"
 done

@@ -42,7 +42,7 @@ enum Command {
         #[arg(long)]
         throttle: bool,
         /// How the simulated Graph pages: strict (no nextLink, $skip <= 500, $top <= 1000,
-        /// scrambled order), skip-links, skiptoken, no-count, clamped or lenient.
+        /// scrambled order), skip-links, skiptoken, no-count, clamped, sql-nulls or lenient.
         #[arg(long, default_value = "strict")]
         graph_mode: GraphMode,
     },

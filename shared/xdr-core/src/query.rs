@@ -58,6 +58,8 @@ pub enum Constraint {
     CreatedFrom { at: DateTime<Utc> },
     /// `property eq 'value'`
     Is { property: Property, value: String },
+    /// `property eq null`
+    IsNull { property: Property },
     /// `property ne 'a' and property ne 'b' ...`: the catch-all next to the `Is` parts of a split.
     /// In OData a null is `ne` every string, so records without a value land here too.
     IsNoneOf { property: Property, values: Vec<String> },
@@ -75,6 +77,7 @@ impl Constraint {
             Constraint::Is { property, value } => {
                 out.push_str(&format!("{} eq {}", property.name(), quote(value)))
             }
+            Constraint::IsNull { property } => out.push_str(&format!("{} eq null", property.name())),
             Constraint::IsNoneOf { property, values } => {
                 let clauses: Vec<String> =
                     values.iter().map(|value| format!("{} ne {}", property.name(), quote(value))).collect();
@@ -189,6 +192,7 @@ mod tests {
                     values: vec!["o'brien@contoso.com".into(), "x".into()],
                 },
                 Constraint::IsNoneOf { property: Property::Status, values: vec![] },
+                Constraint::IsNull { property: Property::Classification },
             ],
             500,
         );
@@ -196,7 +200,7 @@ mod tests {
             query.filter(),
             "lastUpdateDateTime ge 2026-11-28T06:00:00.1234567Z and lastUpdateDateTime lt 2026-11-28T06:00:00.1234568Z \
              and createdDateTime ge 2026-11-01T00:00:00.0000000Z and severity eq 'high' \
-             and assignedTo ne 'o''brien@contoso.com' and assignedTo ne 'x'"
+             and assignedTo ne 'o''brien@contoso.com' and assignedTo ne 'x' and classification eq null"
         );
     }
 

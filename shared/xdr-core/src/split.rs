@@ -74,11 +74,39 @@ impl SplitFields {
     }
 }
 
+/// How a part was split, so a split that proved not exhaustive is not made again the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum SplitBy {
+    /// Two `createdDateTime` ranges.
+    Created,
+    /// One `eq` part per value seen, a `ne` catch-all and, with `with_null`, an `eq null` part.
+    Values { property: Property, with_null: bool },
+}
+
+/// The parts to read instead of one that is too big, and how they were chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    pub by: SplitBy,
+    pub parts: Vec<Vec<Constraint>>,
+}
+
 /// The parts to read instead of the query narrowed by `narrowed`, chosen from a `sample` of its
-/// records; `None` when no filterable property tells the sampled records apart.
-pub fn choose_split(narrowed: &[Constraint], sample: &[SplitFields]) -> Option<Vec<Vec<Constraint>>> {
-    split_by_created(narrowed, sample).or_else(|| {
-        Property::SPLIT_ORDER.into_iter().find_map(|property| split_by_values(narrowed, sample, property))
+/// records, never in a way listed in `avoid`; `None` when nothing left tells the records apart.
+pub fn choose_split(narrowed: &[Constraint], sample: &[SplitFields], avoid: &[SplitBy]) -> Option<Split> {
+    let created = (!avoid.contains(&SplitBy::Created))
+        .then(|| split_by_created(narrowed, sample))
+        .flatten()
+        .map(|parts| Split { by: SplitBy::Created, parts });
+    created.or_else(|| {
+        Property::SPLIT_ORDER.into_iter().find_map(|property| {
+            if avoid.contains(&SplitBy::Values { property, with_null: true }) {
+                return None;
+            }
+            // Once a split without a null part fell short, the next one asks for nulls apart.
+            let force_null = avoid.contains(&SplitBy::Values { property, with_null: false });
+            split_by_values(narrowed, sample, property, force_null)
+        })
     })
 }
 
@@ -102,13 +130,22 @@ fn split_by_created(narrowed: &[Constraint], sample: &[SplitFields]) -> Option<V
     Some(vec![before, from])
 }
 
-/// One `eq` part per frequent value seen, and a catch-all of `ne` clauses for the rest.
+/// One `eq` part per frequent value seen, a catch-all of `ne` clauses for the rest, and an
+/// `eq null` part when nulls were seen (or `force_null`). OData counts a null as `ne` every
+/// string, so the catch-all holds the nulls too and they are read twice (dedup keeps that free);
+/// a back end that compares as SQL does leaves nulls out of every `ne`, and only the `eq null`
+/// part finds them. Either way the parts cover the whole.
 fn split_by_values(
     narrowed: &[Constraint],
     sample: &[SplitFields],
     property: Property,
-) -> Option<Vec<Vec<Constraint>>> {
-    if narrowed.iter().any(|c| matches!(c, Constraint::Is { property: p, .. } if *p == property)) {
+    force_null: bool,
+) -> Option<Split> {
+    let pinned = narrowed.iter().any(|c| match c {
+        Constraint::Is { property: p, .. } | Constraint::IsNull { property: p } => *p == property,
+        _ => false,
+    });
+    if pinned {
         return None;
     }
     let excluded: Vec<String> = narrowed
@@ -122,7 +159,8 @@ fn split_by_values(
     for fields in sample {
         *frequency.entry(fields.value(property)).or_default() += 1;
     }
-    if frequency.len() < 2 {
+    let with_null = force_null || frequency.contains_key(&None);
+    if frequency.len() < 2 && !force_null {
         return None;
     }
     let mut values: Vec<(&str, usize)> =
@@ -146,12 +184,55 @@ fn split_by_values(
             part
         })
         .collect();
+    if with_null {
+        let mut part = others.clone();
+        part.push(Constraint::IsNull { property });
+        parts.push(part);
+    }
     let mut rest = others;
     let mut all_excluded = excluded;
     all_excluded.extend(values.iter().map(|(value, _)| (*value).to_owned()));
     rest.push(Constraint::IsNoneOf { property, values: all_excluded });
     parts.push(rest);
-    Some(parts)
+    Some(Split { by: SplitBy::Values { property, with_null }, parts })
+}
+
+/// One part of a split instant still to read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPart {
+    /// The constraints that narrow the instant to this part.
+    pub narrowed: Vec<Constraint>,
+    /// Ways of splitting this part that proved not exhaustive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid: Vec<SplitBy>,
+    /// The check this part's count adds to (see `SplitCheck`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<u32>,
+}
+
+impl PendingPart {
+    pub fn whole() -> Self {
+        Self { narrowed: Vec::new(), avoid: Vec::new(), check: None }
+    }
+}
+
+/// A split is exhaustive by construction; this checks it by counts. The parts' first counts must
+/// add up to at least the whole's count. If they fall short, the whole is counted again (alerts
+/// updated meanwhile leave the instant); still short, the split lost records and the whole is
+/// read again another way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitCheck {
+    pub id: u32,
+    /// The part that was split, and how.
+    pub whole: Vec<Constraint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub whole_avoid: Vec<SplitBy>,
+    pub by: SplitBy,
+    /// The whole's count when it was split.
+    pub expected: u64,
+    /// Parts not yet counted, and the sum of those that were.
+    pub open: u32,
+    pub sum: u64,
 }
 
 /// A split instant's remaining parts, saved so a run cut short (a 3 s deadline) resumes where it
@@ -162,8 +243,26 @@ pub struct InstantProgress {
     /// When the run that began reading it started. Parts read across runs are only as fresh as
     /// this: a version that became visible later may be missing from a part read earlier.
     pub started: DateTime<Utc>,
-    /// The parts not yet read completely, each the constraints that narrow the instant.
-    pub pending: Vec<Vec<Constraint>>,
+    /// The parts not yet read completely (a stack: the last is read next).
+    pub pending: Vec<PendingPart>,
+    /// The splits whose counts are still to be checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<SplitCheck>,
+    /// The next check's id. Ids are never reused: parts of a check dropped as moot still name it.
+    #[serde(default)]
+    pub next_check: u32,
+}
+
+impl InstantProgress {
+    pub fn new(at: DateTime<Utc>, started: DateTime<Utc>) -> Self {
+        Self { at, started, pending: vec![PendingPart::whole()], checks: Vec::new(), next_check: 0 }
+    }
+
+    pub fn new_check_id(&mut self) -> u32 {
+        let id = self.next_check;
+        self.next_check += 1;
+        id
+    }
 }
 
 #[cfg(test)]
@@ -184,7 +283,9 @@ mod tests {
             record("2026-11-02T00:00:00Z", "a", None),
             record("2026-11-03T00:00:00Z", "b", None),
         ];
-        let parts = choose_split(&[], &sample).unwrap();
+        let split = choose_split(&[], &sample, &[]).unwrap();
+        assert_eq!(split.by, SplitBy::Created);
+        let parts = split.parts;
         let middle = parse_instant("2026-11-02T00:00:00Z").unwrap();
         assert_eq!(
             parts,
@@ -194,7 +295,7 @@ mod tests {
             ]
         );
         // A narrower range replaces the bound it tightens.
-        let again = choose_split(&parts[1], &sample[1..]).unwrap();
+        let again = choose_split(&parts[1], &sample[1..], &[]).unwrap().parts;
         assert_eq!(
             again[1],
             vec![Constraint::CreatedFrom { at: parse_instant("2026-11-03T00:00:00Z").unwrap() }]
@@ -202,35 +303,59 @@ mod tests {
     }
 
     #[test]
-    fn values_split_into_eq_parts_and_a_catch_all_that_keeps_nulls() {
+    fn values_split_into_eq_parts_a_null_part_and_a_catch_all() {
         let same = "2026-11-01T00:00:00Z";
         let sample =
             vec![record(same, "a", Some("high")), record(same, "a", None), record(same, "a", Some("low"))];
         // serviceSource has one value: severity (with a null) splits instead.
-        let parts = choose_split(&[], &sample).unwrap();
+        let split = choose_split(&[], &sample, &[]).unwrap();
         let severity = Property::Severity;
+        assert_eq!(split.by, SplitBy::Values { property: severity, with_null: true });
+        let parts = split.parts;
         assert_eq!(
             parts,
             vec![
                 vec![Constraint::Is { property: severity, value: "high".into() }],
                 vec![Constraint::Is { property: severity, value: "low".into() }],
+                vec![Constraint::IsNull { property: severity }],
                 vec![Constraint::IsNoneOf { property: severity, values: vec!["high".into(), "low".into()] }],
             ]
         );
         // Inside the catch-all, newly seen values extend the exclusions.
-        let inside = vec![record(same, "a", Some("medium")), record(same, "a", None)];
-        let parts = choose_split(&parts[2], &inside).unwrap();
+        let inside = vec![record(same, "a", Some("medium")), record(same, "a", Some("urgent"))];
+        let split = choose_split(&parts[3], &inside, &[]).unwrap();
+        assert_eq!(split.by, SplitBy::Values { property: severity, with_null: false });
         assert_eq!(
-            parts[1],
+            split.parts[2],
             vec![Constraint::IsNoneOf {
                 property: severity,
-                values: vec!["high".into(), "low".into(), "medium".into()]
+                values: vec!["high".into(), "low".into(), "medium".into(), "urgent".into()]
             }]
         );
-        // A part pinned to one value is never split by that property again.
-        let pinned = vec![Constraint::Is { property: severity, value: "high".into() }];
-        let sample = vec![record(same, "a", Some("high")), record(same, "a", Some("high"))];
-        assert_eq!(choose_split(&pinned, &sample), None);
+        // A part pinned to one value, or to null, is never split by that property again.
+        for pinned in [
+            Constraint::Is { property: severity, value: "high".into() },
+            Constraint::IsNull { property: severity },
+        ] {
+            let sample = vec![record(same, "a", Some("high")), record(same, "a", None)];
+            assert_eq!(choose_split(&[pinned], &sample, &[]), None);
+        }
+    }
+
+    #[test]
+    fn a_split_that_fell_short_is_made_again_with_nulls_apart_then_avoided() {
+        let same = "2026-11-01T00:00:00Z";
+        let sample = vec![record(same, "a", Some("high")), record(same, "a", Some("low"))];
+        let severity = Property::Severity;
+        let first = choose_split(&[], &sample, &[]).unwrap();
+        assert_eq!(first.by, SplitBy::Values { property: severity, with_null: false });
+        let again = choose_split(&[], &sample, &[first.by]).unwrap();
+        assert_eq!(again.by, SplitBy::Values { property: severity, with_null: true });
+        assert!(again.parts.contains(&vec![Constraint::IsNull { property: severity }]));
+        // Both ways failed: severity is not used again (status has one value: nothing left).
+        assert_eq!(choose_split(&[], &sample, &[first.by, again.by]), None);
+        let created = vec![record(same, "a", None), record("2026-11-02T00:00:00Z", "a", None)];
+        assert_ne!(choose_split(&[], &created, &[SplitBy::Created]).map(|s| s.by), Some(SplitBy::Created));
     }
 
     #[test]

@@ -180,14 +180,26 @@ mod tests {
         state.written_alerts = 12;
         state.written_objects = 3;
         state.slice_hint = Some(TimeDelta::seconds(90));
-        state.instant = Some(InstantProgress {
-            at: t,
-            started: t + TimeDelta::minutes(1),
-            pending: vec![vec![crate::query::Constraint::Is {
+        let mut plan = InstantProgress::new(t, t + TimeDelta::minutes(1));
+        let check = plan.new_check_id();
+        plan.pending.push(crate::split::PendingPart {
+            narrowed: vec![crate::query::Constraint::Is {
                 property: crate::query::Property::Severity,
                 value: "high".into(),
-            }]],
+            }],
+            avoid: vec![crate::split::SplitBy::Created],
+            check: Some(check),
         });
+        plan.checks.push(crate::split::SplitCheck {
+            id: check,
+            whole: Vec::new(),
+            whole_avoid: Vec::new(),
+            by: crate::split::SplitBy::Values { property: crate::query::Property::Severity, with_null: true },
+            expected: 900,
+            open: 2,
+            sum: 310,
+        });
+        state.instant = Some(plan);
         let back = SyncState::from_json(&state.to_json()).unwrap();
         assert_eq!(back, state);
         assert!(SyncState::from_json("{}").is_err());

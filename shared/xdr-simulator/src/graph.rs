@@ -13,7 +13,7 @@
 //! - `$filter` on every documented filterable property: `lastUpdateDateTime` and
 //!   `createdDateTime` with `eq ne ge gt le lt`; `serviceSource`, `severity`, `status`,
 //!   `classification`, `determination`, `assignedTo` with `eq` and `ne`, joined by `and`, with
-//!   OData's null rules (a null is `ne` every string).
+//!   OData's null rules (a null is `ne` every string), or SQL's (`ne` leaves nulls out).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -56,6 +56,8 @@ pub struct GraphBehaviour {
     pub default_top: usize,
     /// `$count=true` is answered with `@odata.count`.
     pub count: bool,
+    /// Whether a null is `ne` every string (OData) or `ne` nothing (as a SQL back end compares).
+    pub null_is_ne: bool,
 }
 
 impl Default for GraphBehaviour {
@@ -80,17 +82,20 @@ pub enum GraphMode {
     NoCount,
     /// Like strict, but `$top` is clamped at 64.
     Clamped,
+    /// Like strict, but `ne` leaves nulls out, as a SQL back end would (`null <> 'x'` is unknown).
+    SqlNulls,
     /// The textbook Graph: nextLinks with an unbounded `$skip`, newest first.
     Lenient,
 }
 
 impl GraphMode {
-    pub const ALL: [GraphMode; 6] = [
+    pub const ALL: [GraphMode; 7] = [
         GraphMode::Strict,
         GraphMode::SkipLinks,
         GraphMode::SkipToken,
         GraphMode::NoCount,
         GraphMode::Clamped,
+        GraphMode::SqlNulls,
         GraphMode::Lenient,
     ];
 
@@ -101,6 +106,7 @@ impl GraphMode {
             GraphMode::SkipToken => "skiptoken",
             GraphMode::NoCount => "no-count",
             GraphMode::Clamped => "clamped",
+            GraphMode::SqlNulls => "sql-nulls",
             GraphMode::Lenient => "lenient",
         }
     }
@@ -113,6 +119,7 @@ impl GraphMode {
             max_top: 1000,
             default_top: 100,
             count: true,
+            null_is_ne: true,
         };
         match self {
             GraphMode::Strict => strict,
@@ -124,6 +131,7 @@ impl GraphMode {
             }
             GraphMode::NoCount => GraphBehaviour { count: false, ..strict },
             GraphMode::Clamped => GraphBehaviour { max_top: 64, ..strict },
+            GraphMode::SqlNulls => GraphBehaviour { null_is_ne: false, ..strict },
             GraphMode::Lenient => GraphBehaviour {
                 next_links: NextLinks::Skip,
                 max_skip: None,
@@ -226,7 +234,7 @@ pub fn answer<R: Listed>(
     let mut listed: Vec<&R> = listing[from..to.max(from)]
         .iter()
         .copied()
-        .filter(|version| filter.others_match(version.body(), version.last_update()))
+        .filter(|version| filter.others_match(version.body(), version.last_update(), behaviour.null_is_ne))
         .collect();
     match behaviour.order {
         ListOrder::NewestFirst => {
@@ -448,7 +456,7 @@ impl Filter {
 
     /// Every clause the range search did not settle (`ne` on `lastUpdateDateTime`, the other
     /// properties). The body is parsed only when such a clause exists.
-    fn others_match(&self, body: &str, last_update: DateTime<Utc>) -> bool {
+    fn others_match(&self, body: &str, last_update: DateTime<Utc>, null_is_ne: bool) -> bool {
         let others: Vec<&Clause> = self
             .clauses
             .iter()
@@ -468,6 +476,9 @@ impl Filter {
                     .map_or(Literal::Null, |at| Literal::Instant(at.with_timezone(&Utc))),
                 name => fields.string(name).map_or(Literal::Null, |text| Literal::Text(text.to_owned())),
             };
+            if actual == Literal::Null && clause.operator == Operator::Ne && !null_is_ne {
+                return false;
+            }
             compare(&actual, clause.operator, &clause.value)
         })
     }
@@ -628,6 +639,10 @@ mod tests {
         assert_eq!(clamped.max_top, 64);
         let lenient = GraphMode::Lenient.behaviour();
         assert!(ask(&[("$top", "1"), ("$skip", "5000")], &lenient).is_ok());
+        let sql = GraphMode::SqlNulls.behaviour();
+        let filter = |f: &str| ids(&ask(&[("$filter", f), ("$top", "50")], &sql).unwrap()).len();
+        assert_eq!(filter("severity ne 'high'"), 0, "SQL: a null is not `ne` anything");
+        assert_eq!(filter("severity eq null"), 5);
         assert_eq!("no-count".parse::<GraphMode>(), Ok(GraphMode::NoCount));
         assert!("fast".parse::<GraphMode>().is_err());
     }

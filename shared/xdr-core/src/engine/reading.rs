@@ -25,9 +25,9 @@ use crate::page::{Page, parse_page, version_key};
 use crate::ports::{
     AlertSource, Clock, FetchedPage, ObjectSink, PageRequest, SourceError, SourceErrorKind, StateStore,
 };
-use crate::query::{Constraint, NextLinkKind, Query, classify_next_link};
-use crate::split::{InstantProgress, SplitFields, choose_split};
-use crate::timeutil::{TICK, floor_to_tick};
+use crate::query::{NextLinkKind, Query, classify_next_link};
+use crate::split::{InstantProgress, PendingPart, Split, SplitCheck, SplitFields, choose_split};
+use crate::timeutil::{TICK, floor_to_tick, format_filter_instant};
 
 /// How reading a window ended (errors aside).
 pub(super) enum WindowEnd {
@@ -120,15 +120,22 @@ enum InstantOutcome {
     Held(HeldInstant),
 }
 
+/// How reading one part of a dense instant ended. `count`: the part's `@odata.count`, which its
+/// split's check adds up.
 enum PartOutcome {
-    Complete,
+    Complete {
+        count: Option<u64>,
+    },
     /// Read these parts instead.
-    Split(Vec<Vec<Constraint>>),
+    Split {
+        count: Option<u64>,
+        split: Split,
+    },
     /// Stopped (deadline, throttling); `split`: the parts to save in its place, when paging was
     /// cut short and the records seen show how to split it.
     Stop {
         reason: String,
-        split: Option<Vec<Vec<Constraint>>>,
+        split: Option<(Option<u64>, Split)>,
     },
     /// Too many versions for paging and nothing to split by: how many were counted and reached.
     Unreadable {
@@ -382,8 +389,7 @@ where
         let estimated = count.map_or(most as f64, |count| most as f64 * count as f64 / sorted.len() as f64);
         if most == sorted.len() || estimated > f64::from(self.page_limit()) {
             if self.resume_at().is_none_or(|planned| dense < planned) {
-                self.instant_plan =
-                    Some(InstantProgress { at: dense, started: self.started, pending: vec![Vec::new()] });
+                self.instant_plan = Some(InstantProgress::new(dense, self.started));
             }
             return (dense - from).max(TICK);
         }
@@ -432,78 +438,126 @@ where
     }
 
     /// Reads every version at the instant `at`, which one answer did not hold: part by part,
-    /// resuming a saved plan. `first`: the answer that showed the instant is too big.
+    /// resuming a saved plan, checking each split by counts. `first`: the answer that showed the
+    /// instant is too big.
     async fn read_instant(
         &mut self,
         at: DateTime<Utc>,
         first: Option<FetchedPage>,
     ) -> Result<InstantOutcome, EngineError> {
-        let (mut pending, started) = match self.instant_plan.take() {
+        let mut plan = match self.instant_plan.take() {
             Some(plan) if plan.at == at => {
-                info!(instant = %crate::timeutil::format_filter_instant(at), parts = plan.pending.len(), "Resuming a split instant.");
-                (plan.pending, plan.started)
+                info!(instant = %format_filter_instant(at), parts = plan.pending.len(), "Resuming a split instant.");
+                plan
             }
-            _ => (vec![Vec::new()], self.started),
+            _ => InstantProgress::new(at, self.started),
         };
         let mut first = first;
         let mut counted_split = false;
-        let mut unreadable: Vec<Vec<Constraint>> = Vec::new();
+        let mut unreadable: Vec<PendingPart> = Vec::new();
         let (mut listed, mut reached) = (Some(0u64), 0u64);
-        while let Some(narrowed) = pending.last().cloned() {
-            let mut plan = pending.clone();
-            plan.extend(unreadable.iter().cloned());
-            self.instant_plan = Some(InstantProgress { at, started, pending: plan });
-            match self.read_part(at, &narrowed, first.take()).await? {
-                PartOutcome::Complete => {
-                    pending.pop();
+        loop {
+            // The parts run first; those that cannot be read wait at the bottom for the next run.
+            let mut saved = plan.clone();
+            saved.pending.splice(0..0, unreadable.iter().cloned());
+            self.instant_plan = Some(saved);
+            if let Some(index) = plan.checks.iter().position(|check| check.open == 0) {
+                let check = plan.checks.remove(index);
+                match self.verify_split(at, &check).await? {
+                    Verified::Holds => {}
+                    Verified::FellShort => {
+                        let mut avoid = check.whole_avoid;
+                        avoid.push(check.by);
+                        plan.pending.push(PendingPart { narrowed: check.whole, avoid, check: None });
+                    }
+                    Verified::Stop(reason) => return Ok(InstantOutcome::Stop(reason)),
                 }
-                PartOutcome::Split(parts) => {
-                    pending.pop();
-                    // Read in the order chosen (a stack: the first part last pushed).
-                    pending.extend(parts.into_iter().rev());
+                continue;
+            }
+            let Some(part) = plan.pending.pop() else { break };
+            match self.read_part(at, &part, first.take()).await? {
+                PartOutcome::Complete { count } => account(&mut plan, part.check, count),
+                PartOutcome::Split { count, split } => {
+                    account(&mut plan, part.check, count);
+                    push_split(&mut plan, &part, count, split);
                     if !counted_split {
                         counted_split = true;
                         self.summary.instants_split += 1;
-                        info!(instant = %crate::timeutil::format_filter_instant(at), "Splitting a dense instant by other filterable properties.");
+                        info!(instant = %format_filter_instant(at), "Splitting a dense instant by other filterable properties.");
                     }
                 }
                 PartOutcome::Stop { reason, split } => {
-                    if let Some(parts) = split {
-                        pending.pop();
-                        pending.extend(parts.into_iter().rev());
-                        let mut plan = pending;
-                        plan.extend(unreadable);
-                        self.instant_plan = Some(InstantProgress { at, started, pending: plan });
+                    match split {
+                        // Paging was cut short: the next run reads the part's split instead.
+                        Some((count, split)) => {
+                            account(&mut plan, part.check, count);
+                            push_split(&mut plan, &part, count, split);
+                        }
+                        None => plan.pending.push(part),
                     }
+                    plan.pending.splice(0..0, unreadable);
+                    self.instant_plan = Some(plan);
                     return Ok(InstantOutcome::Stop(reason));
                 }
                 PartOutcome::Unreadable { listed: part_listed, reached: part_reached } => {
-                    unreadable.push(pending.pop().unwrap_or_default());
+                    account(&mut plan, part.check, part_listed);
+                    unreadable.push(PendingPart { check: None, ..part });
                     listed = listed.zip(part_listed).map(|(a, b)| a + b);
                     reached += part_reached;
                 }
             }
         }
         if unreadable.is_empty() {
-            if started >= at + self.settings.overlap {
+            if plan.started >= at + self.settings.overlap {
                 // Read from a start after the overlap had passed: every version that can still
                 // show was visible, so later windows that reach back over it skip it (a plan
                 // with nothing pending) instead of paging through it again.
-                self.instant_plan = Some(InstantProgress { at, started, pending: Vec::new() });
+                self.instant_plan = Some(plan);
             } else {
                 self.instant_plan = None;
                 // Read over several runs, the instant is complete only as of the first of them.
                 // A version shown late may be missing from a part read before it showed: keep
                 // the cursor low enough that the next run reads the instant again.
-                if started < self.started {
+                if plan.started < self.started {
+                    let started = plan.started;
                     self.cursor_cap = Some(self.cursor_cap.map_or(started, |cap| cap.min(started)));
                 }
             }
             return Ok(InstantOutcome::Done);
         }
         // The next run retries just the parts that could not be read.
-        self.instant_plan = Some(InstantProgress { at, started, pending: unreadable });
+        plan.pending = unreadable;
+        self.instant_plan = Some(plan);
         Ok(InstantOutcome::Held(HeldInstant { at, listed, reached }))
+    }
+
+    /// Checks a split whose parts are all counted: their counts must add up to the whole's. If
+    /// they fall short, the whole is counted again, since alerts updated meanwhile leave the
+    /// instant. If it still counts more, the split lost records.
+    async fn verify_split(&mut self, at: DateTime<Utc>, check: &SplitCheck) -> Result<Verified, EngineError> {
+        if check.sum >= check.expected {
+            return Ok(Verified::Holds);
+        }
+        let recount = Query { top: 1, ..Query::instant(at, check.whole.clone(), self.settings.page_size) };
+        let page = match self.request(PageRequest::Query(recount)).await? {
+            Fetched::Page(page) => page,
+            Fetched::Stop => return Ok(Verified::Stop(self.stop_reason())),
+            Fetched::Rejected(error) => return Err(EngineError::Source(error)),
+        };
+        let now = parse(&page)?.count;
+        if now.is_none_or(|count| count <= check.sum) {
+            return Ok(Verified::Holds);
+        }
+        self.summary.slices_reread += 1;
+        warn!(
+            instant = %format_filter_instant(at),
+            counted = check.expected,
+            recounted = ?now,
+            parts_counted = check.sum,
+            by = ?check.by,
+            "A split's parts hold fewer versions than the whole: reading the whole again another way."
+        );
+        Ok(Verified::FellShort)
     }
 
     /// Reads one part of an instant: one answer, else paging within the limits, else a split.
@@ -513,9 +567,10 @@ where
     async fn read_part(
         &mut self,
         at: DateTime<Utc>,
-        narrowed: &[Constraint],
+        part: &PendingPart,
         first: Option<FetchedPage>,
     ) -> Result<PartOutcome, EngineError> {
+        let narrowed = part.narrowed.as_slice();
         let query = Query::instant(at, narrowed.to_vec(), self.settings.page_size);
         let mut first = first;
         let mut sample: Vec<SplitFields> = Vec::new();
@@ -537,21 +592,22 @@ where
             let mut distinct = HashSet::new();
             self.take_in(&parsed.alerts, at, &mut distinct, &mut sample).await?;
             if self.judge(len, count, parsed.next_link.is_some()) == Verdict::Complete {
-                return Ok(PartOutcome::Complete);
+                return Ok(PartOutcome::Complete { count });
             }
             let step = len.max(1);
             let link = parsed.next_link.clone();
             drop(parsed);
             if count.is_some_and(|count| count > self.reach(link.as_deref(), step))
-                && let Some(parts) = choose_split(narrowed, &sample)
+                && let Some(split) = choose_split(narrowed, &sample, &part.avoid)
             {
-                return Ok(PartOutcome::Split(parts));
+                return Ok(PartOutcome::Split { count, split });
             }
             match self.page_on(&query, count, step, link, &mut distinct, &mut sample).await? {
-                Paged::Complete => return Ok(PartOutcome::Complete),
+                Paged::Complete => return Ok(PartOutcome::Complete { count }),
                 Paged::Stop => {
                     let reason = self.stop_reason();
-                    return Ok(PartOutcome::Stop { reason, split: choose_split(narrowed, &sample) });
+                    let split = choose_split(narrowed, &sample, &part.avoid).map(|split| (count, split));
+                    return Ok(PartOutcome::Stop { reason, split });
                 }
                 // Fewer versions than counted although the pages ran out: an alert updated while we
                 // paged shifted the offsets. Read the part again (dedup keeps that free).
@@ -563,17 +619,17 @@ where
                 Paged::Short | Paged::Beyond => break (count, distinct.len() as u64),
             }
         };
-        if let Some(parts) = choose_split(narrowed, &sample) {
-            return Ok(PartOutcome::Split(parts));
+        if let Some(split) = choose_split(narrowed, &sample, &part.avoid) {
+            return Ok(PartOutcome::Split { count, split });
         }
         if self.settings.accept_incomplete_instants.contains(&at) {
             warn!(
-                instant = %crate::timeutil::format_filter_instant(at),
+                instant = %format_filter_instant(at),
                 counted = ?count,
                 reached,
                 "Moving past an instant accepted as read as far as Graph's paging reaches (ACCEPT_INCOMPLETE_INSTANTS)."
             );
-            return Ok(PartOutcome::Complete);
+            return Ok(PartOutcome::Complete { count });
         }
         Ok(PartOutcome::Unreadable { listed: count, reached })
     }
@@ -742,6 +798,48 @@ where
 
     pub(super) fn out_of_time(&self) -> bool {
         self.fetch_deadline.is_some_and(|deadline| self.ports.clock.now() >= deadline)
+    }
+}
+
+enum Verified {
+    Holds,
+    /// The parts hold fewer versions than the whole, counted twice: read it another way.
+    FellShort,
+    Stop(String),
+}
+
+/// Adds a part's count to its split's check; a part without a count makes the check moot.
+fn account(plan: &mut InstantProgress, check: Option<u32>, count: Option<u64>) {
+    let Some(index) = check.and_then(|id| plan.checks.iter().position(|c| c.id == id)) else { return };
+    match count {
+        Some(count) => {
+            let check = &mut plan.checks[index];
+            check.open = check.open.saturating_sub(1);
+            check.sum += count;
+        }
+        None => {
+            plan.checks.remove(index);
+        }
+    }
+}
+
+/// Queues a split's parts (read in the order chosen), with a check when the whole was counted.
+fn push_split(plan: &mut InstantProgress, whole: &PendingPart, count: Option<u64>, split: Split) {
+    let check = count.map(|expected| {
+        let id = plan.new_check_id();
+        plan.checks.push(SplitCheck {
+            id,
+            whole: whole.narrowed.clone(),
+            whole_avoid: whole.avoid.clone(),
+            by: split.by,
+            expected,
+            open: split.parts.len() as u32,
+            sum: 0,
+        });
+        id
+    });
+    for narrowed in split.parts.into_iter().rev() {
+        plan.pending.push(PendingPart { narrowed, avoid: whole.avoid.clone(), check });
     }
 }
 
