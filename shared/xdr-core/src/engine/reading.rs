@@ -55,11 +55,41 @@ pub(super) struct Paging {
     /// Cleared when Graph rejects a nextLink or a `$skip` request (HTTP 400): read another way.
     links_usable: bool,
     skip_usable: bool,
+    /// What splits have counted ahead, for each split slice still being read (innermost last).
+    ahead: Vec<Ahead>,
+}
+
+/// A split slice still being read: what its count and its answer said about the rest of it.
+struct Ahead {
+    end: DateTime<Utc>,
+    /// Its count, less what has been read of it since.
+    remaining: u64,
+    /// The timestamps of its answer, sorted, where that answer was in no time order (so they
+    /// sample the slice at random); empty otherwise.
+    sample: Vec<DateTime<Utc>>,
+}
+
+impl Ahead {
+    /// Where a slice from `start` should end to hold about `target` records, read off the
+    /// sample: each sampled timestamp stands for `remaining / sampled` records. `None` when the
+    /// sample is too coarse for that (fewer than eight points per slice) or runs out.
+    fn planned_end(&self, start: DateTime<Utc>, target: u64) -> Option<DateTime<Utc>> {
+        let first = self.sample.partition_point(|stamp| *stamp < start);
+        let last = self.sample.partition_point(|stamp| *stamp < self.end);
+        let points = &self.sample[first..last.max(first)];
+        let per_point = self.remaining as f64 / points.len().max(1) as f64;
+        if points.is_empty() || per_point * 8.0 > target as f64 {
+            return None;
+        }
+        // Below the target, so sampling noise rarely tips a slice over one answer.
+        let rank = (0.85 * target as f64 / per_point) as usize;
+        points.get(rank).copied()
+    }
 }
 
 impl Default for Paging {
     fn default() -> Self {
-        Self { largest: 0, clamp: None, links_usable: true, skip_usable: true }
+        Self { largest: 0, clamp: None, links_usable: true, skip_usable: true, ahead: Vec::new() }
     }
 }
 
@@ -192,6 +222,7 @@ where
                 // A split instant the last run did not finish: its pending parts, as saved.
                 match self.read_instant(slice_start, None).await? {
                     InstantOutcome::Done => {
+                        self.passed(slice_start + TICK, 0);
                         SliceOutcome::Done { end: slice_start + TICK, records: 0, next: None }
                     }
                     InstantOutcome::Stop(reason) => SliceOutcome::Stop(reason),
@@ -204,7 +235,7 @@ where
                 };
                 let outcome = self.read_slice(slice_start, slice_end, to, first).await?;
                 if let SliceOutcome::Done { records, .. } = &outcome {
-                    length = self.next_slice_length(slice_end - slice_start, *records);
+                    length = self.next_length(slice_end, slice_end - slice_start, *records);
                 }
                 outcome
             };
@@ -264,6 +295,35 @@ where
         scaled(width, scale)
     }
 
+    /// The length of the slice from `start`, after one of `width` that held `records`. Inside a
+    /// split slice whose count is known: when its rest fits one answer, the rest and as much
+    /// after it as the density allows; else where its sample says a slice fills; else sized by
+    /// density.
+    fn next_length(&self, start: DateTime<Utc>, width: TimeDelta, records: u64) -> TimeDelta {
+        let target = self.slice_target();
+        let Some(ahead) = self.paging.ahead.last().filter(|ahead| ahead.end > start) else {
+            return self.next_slice_length(width, records);
+        };
+        if ahead.remaining <= target {
+            let room = (target - ahead.remaining) as f64;
+            let after = if records == 0 { width } else { scaled(width, room / records as f64) };
+            return (ahead.end - start) + after;
+        }
+        match ahead.planned_end(start, target) {
+            Some(end) => (end - start).max(TICK),
+            None => self.next_slice_length(width, records),
+        }
+    }
+
+    /// The read has passed `end`, with `records` read since the last call: counted splits ahead
+    /// hold that many fewer, and those that end here are done.
+    fn passed(&mut self, end: DateTime<Utc>, records: u64) {
+        self.paging.ahead.retain(|ahead| ahead.end > end);
+        for ahead in &mut self.paging.ahead {
+            ahead.remaining = ahead.remaining.saturating_sub(records);
+        }
+    }
+
     /// What an answer of `len` records says about its query.
     fn judge(&mut self, len: u32, count: Option<u64>, has_next_link: bool) -> Verdict {
         let largest_before = self.paging.largest;
@@ -316,19 +376,21 @@ where
                 None => return Ok(SliceOutcome::Stop(self.stop_reason())),
             };
             if verdict == Verdict::Complete {
+                self.passed(to, u64::from(len));
                 return Ok(SliceOutcome::Done { end: to, records: u64::from(len), next: None });
             }
         }
         match verdict {
             Verdict::Complete => {
                 let records = u64::from(len);
+                self.passed(to, records);
                 if to >= window_end || self.resume_at() == Some(to) {
                     self.write_records(&parsed.alerts, from).await?;
                     return Ok(SliceOutcome::Done { end: to, records, next: None });
                 }
                 // The next slice's answer is on its way while this one is written, so the
                 // slice boundary costs no latency.
-                let next_to = self.slice_end(to, self.next_slice_length(width, records), window_end);
+                let next_to = self.slice_end(to, self.next_length(to, width, records), window_end);
                 let request = PageRequest::Query(Query::slice(to, next_to, self.settings.page_size));
                 let attempt = self.write_while_fetching(&parsed.alerts, from, request).await?;
                 Ok(SliceOutcome::Done { end: to, records, next: Some(Prefetched { to: next_to, attempt }) })
@@ -347,6 +409,7 @@ where
                 drop(parsed);
                 let outcome = match self.read_instant(from, Some(page)).await? {
                     InstantOutcome::Done => {
+                        self.passed(to, u64::from(len));
                         SliceOutcome::Done { end: to, records: u64::from(len), next: None }
                     }
                     InstantOutcome::Stop(reason) => SliceOutcome::Stop(reason),
@@ -395,10 +458,17 @@ where
         }
         let descending = stamps.windows(2).all(|pair| pair[0] >= pair[1]);
         let ascending = stamps.windows(2).all(|pair| pair[0] <= pair[1]);
+        let unordered = !ascending && !descending;
+        if let Some(count) = count {
+            let sample = if unordered { sorted.clone() } else { Vec::new() };
+            self.paging.ahead.push(Ahead { end: from + width, remaining: count, sample });
+        }
         let rank = if ascending {
             target.min(sorted.len() - 1)
         } else if descending {
             return proportional;
+        } else if let Some(end) = self.paging.ahead.last().and_then(|a| a.planned_end(from, target as u64)) {
+            return (end - from).max(TICK);
         } else {
             match count {
                 Some(count) if count > 0 => (sorted.len() * target / count as usize).min(sorted.len() - 1),
