@@ -72,17 +72,21 @@ struct Ahead {
 impl Ahead {
     /// Where a slice from `start` should end to hold about `target` records, read off the
     /// sample: each sampled timestamp stands for `remaining / sampled` records. `None` when the
-    /// sample is too coarse for that (fewer than eight points per slice) or runs out.
+    /// sample is too coarse for that (fewer than ten points per slice, where density sizing
+    /// does better) or runs out.
     fn planned_end(&self, start: DateTime<Utc>, target: u64) -> Option<DateTime<Utc>> {
         let first = self.sample.partition_point(|stamp| *stamp < start);
         let last = self.sample.partition_point(|stamp| *stamp < self.end);
         let points = &self.sample[first..last.max(first)];
         let per_point = self.remaining as f64 / points.len().max(1) as f64;
-        if points.is_empty() || per_point * 8.0 > target as f64 {
+        if points.is_empty() || per_point * 10.0 > target as f64 {
             return None;
         }
-        // Below the target, so sampling noise rarely tips a slice over one answer.
-        let rank = (0.85 * target as f64 / per_point) as usize;
+        // Below the target by about one standard deviation of the sampling noise (at most 15%),
+        // so the noise rarely tips a slice over one answer.
+        let target = target as f64;
+        let planned = (target - (target * per_point).sqrt()).max(0.85 * target);
+        let rank = (planned / per_point) as usize;
         points.get(rank).copied()
     }
 }
