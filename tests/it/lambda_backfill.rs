@@ -28,6 +28,11 @@ fn visible_in(deployment: &Deployment, start: DateTime<Utc>, end: DateTime<Utc>)
         .collect()
 }
 
+/// Midnight UTC before `at`: backfills read whole UTC days.
+fn day_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc()
+}
+
 fn window(start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> Value {
     match end {
         Some(end) => json!({"start": start.to_rfc3339(), "end": end.to_rfc3339()}),
@@ -40,8 +45,9 @@ async fn a_past_window_is_written_once_and_re_invoking_writes_nothing() {
     let mut deployment = Deployment::new(settled_tenant(71, 600), SimOptions::default(), None).await;
     deployment.start_function("xdr-backfill");
     let (start, end) = (Utc::now() - TimeDelta::hours(70), Utc::now() - TimeDelta::hours(10));
-    let expected = visible_in(&deployment, start, end);
+    let expected = visible_in(&deployment, day_start(start), end);
     assert!(expected.len() > 300);
+    let days = (end.date_naive() - start.date_naive()).num_days() + 1;
 
     let first = deployment.invoke_backfill(&window(start, Some(end)), Duration::from_secs(60)).await;
     let result = first.response();
@@ -49,7 +55,8 @@ async fn a_past_window_is_written_once_and_re_invoking_writes_nothing() {
     assert_eq!(result["progress"], json!(1.0));
     assert_eq!(result["alerts_written"].as_u64(), Some(expected.len() as u64));
     assert_eq!(result["alerts_written_total"].as_u64(), Some(expected.len() as u64));
-    assert_eq!(result["parts"], json!({"total": 3, "complete": 3}), "60 hours in one-day parts");
+    assert_eq!(result["parts"], json!({"total": days, "complete": days}), "one part per UTC day");
+    assert!(result["note"].as_str().unwrap().contains("whole UTC days"), "{result}");
     assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
 
     let keys = deployment.aws.keys("").await;
@@ -78,9 +85,15 @@ async fn each_bad_event_gets_its_own_error_and_writes_nothing() {
         (json!({"start": "2026-11-08T00:00:00Z", "end": "2026-11-01T00:00:00Z"}), "is not before `end`"),
         (json!({"start": future}), "is in the future"),
         (json!("2026-11-01"), "not a JSON object"),
+        // Unbounded: ~739,000 one-day parts once; now refused at once.
+        (json!({"start": "0001-01-01T00:00:00Z"}), "keeps alerts for 180 days"),
+        // A typo must not become an open-ended window.
+        (json!({"start": "2026-11-01T00:00:00Z", "End": "2026-11-08T00:00:00Z"}), "unknown key `End`"),
     ];
     for (event, expected) in cases {
+        let started = Instant::now();
         let outcome = deployment.invoke_backfill(&event, Duration::from_secs(30)).await;
+        assert!(started.elapsed() < Duration::from_secs(10), "{event} answered at once");
         let Outcome::Error { error_type, message, .. } = outcome else {
             panic!("expected an error for {event}: {outcome:?}")
         };
@@ -98,7 +111,7 @@ async fn a_backfill_cut_short_by_deadlines_resumes_without_gap_or_duplicate() {
     deployment.start_function("xdr-backfill");
     let start = Utc::now() - TimeDelta::days(3);
     let end = Utc::now() - TimeDelta::hours(2);
-    let expected = visible_in(&deployment, start, end);
+    let expected = visible_in(&deployment, day_start(start), end);
     let mut invocations = 0;
     let mut last_progress = -1.0;
     loop {
@@ -151,12 +164,34 @@ async fn backfill_and_live_sync_never_overlap() {
         DateTime::parse_from_rfc3339(result["covered"]["end"].as_str().unwrap()).unwrap().timestamp(),
         live_start.timestamp()
     );
-    assert_exactly(&deployment.aws.lines(PREFIX).await, &all_since(&deployment, start));
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &all_since(&deployment, day_start(start)));
 
     // The live sync's next run neither skips nor repeats anything.
     let next = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
     assert_eq!(next.response()["alerts_written"], json!(0), "{:?}", next);
-    assert_exactly(&deployment.aws.lines(PREFIX).await, &all_since(&deployment, start));
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &all_since(&deployment, day_start(start)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_windows_write_each_version_once() {
+    let mut deployment = Deployment::new(settled_tenant(97, 900), SimOptions::default(), None).await;
+    deployment.start_function("xdr-backfill");
+    let now = Utc::now();
+    // Different windows that share days, and one that reaches further into a day the first
+    // read only part of.
+    let first = window(now - TimeDelta::hours(70), Some(now - TimeDelta::hours(30)));
+    let second = window(now - TimeDelta::hours(50), Some(now - TimeDelta::hours(2)));
+    let third = window(now - TimeDelta::hours(60), Some(now - TimeDelta::hours(40)));
+    for event in [&first, &second, &third] {
+        let outcome = deployment.invoke_backfill(event, Duration::from_secs(60)).await;
+        assert_eq!(outcome.response()["complete"], json!(true), "{event}: {outcome:?}");
+    }
+    let expected = visible_in(&deployment, day_start(now - TimeDelta::hours(70)), now - TimeDelta::hours(2));
+    assert!(expected.len() > 500);
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+    let third_again = deployment.invoke_backfill(&third, Duration::from_secs(60)).await;
+    assert_eq!(third_again.response()["pages"], json!(0), "its days were all read: {third_again:?}");
+    deployment.assert_no_secrets(&[]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

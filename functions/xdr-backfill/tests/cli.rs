@@ -14,6 +14,8 @@ async fn a_local_backfill_writes_its_window_and_a_second_run_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let now = Utc::now();
     let (start, end) = (now - TimeDelta::days(3), now - TimeDelta::days(1));
+    // Backfills read whole UTC days: from midnight before `start`.
+    let day_start = start.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_xdr-backfill"))
             .current_dir(dir.path())
@@ -31,14 +33,15 @@ async fn a_local_backfill_writes_its_window_and_a_second_run_nothing() {
         .tenant()
         .current_versions(Utc::now())
         .into_iter()
-        .filter(|v| v.last_update >= start && v.last_update < end)
+        .filter(|v| v.last_update >= day_start && v.last_update < end)
         .count() as u64;
     let first = tokio::task::block_in_place(run);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let result: Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(result["complete"], Value::Bool(true), "{result}");
     assert_eq!(result["alerts_written_total"].as_u64(), Some(expected));
-    assert_eq!(result["parts"]["total"].as_u64(), Some(2));
+    let days = (end.date_naive() - start.date_naive()).num_days() as u64 + 1;
+    assert_eq!(result["parts"]["total"].as_u64(), Some(days), "one part per UTC day");
     assert!(dir.path().join("xdr-output/defender-xdr/alerts").is_dir());
     assert!(!dir.path().join("xdr-state/sync-state.json").exists(), "the live sync's state is not touched");
 

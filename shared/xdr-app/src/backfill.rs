@@ -1,11 +1,11 @@
 //! `xdr-backfill`: what a backfill request means. Parsing the event, fixing the window, and
 //! keeping clear of what the live sync covers, so the two never write the same version.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use futures::stream::{self, StreamExt};
 use serde_json::{Value, json};
 use tracing::info;
-use xdr_core::timeutil::{format_human, parse_instant};
+use xdr_core::timeutil::{floor_to_tick, format_human, parse_instant};
 use xdr_core::{
     AlertSource, Clock, EngineError, ObjectSink, Ports, RunRequest, RunSummary, StateStore, SyncState,
     run_sync,
@@ -36,11 +36,23 @@ pub enum BackfillEventError {
     StartNotBeforeEnd { start: String, end: String },
     #[error("`start` ({start}) is in the future")]
     StartInFuture { start: String },
+    #[error("the event has an unknown key `{key}`; a backfill event has only `start` and optionally `end`")]
+    UnknownKey { key: String },
+    #[error(
+        "`start` ({start}) is before {floor}: Defender XDR keeps alerts for {retention_days} days, so Graph has nothing older to read"
+    )]
+    StartBeforeRetention { start: String, floor: String, retention_days: i64 },
+    #[error("the window spans {days} UTC days; a backfill reads at most {max} (Defender XDR's retention)")]
+    TooManyParts { days: usize, max: usize },
 }
 
 impl BackfillRequest {
     pub fn from_event(event: &Value, now: DateTime<Utc>) -> Result<Self, BackfillEventError> {
         let object = event.as_object().ok_or(BackfillEventError::NotAnObject)?;
+        // A typo (`"End"`) must not silently become an open-ended window.
+        if let Some(key) = object.keys().find(|key| !matches!(key.as_str(), "start" | "end")) {
+            return Err(BackfillEventError::UnknownKey { key: key.clone() });
+        }
         let read = |field: &'static str| -> Result<Option<DateTime<Utc>>, BackfillEventError> {
             match object.get(field) {
                 None | Some(Value::Null) => Ok(None),
@@ -66,11 +78,31 @@ impl BackfillRequest {
         Ok(Self { start, end })
     }
 
-    /// The name of this request's progress: the same event always resumes the same backfill.
+    /// The name of this request's manifest: the same event always resumes the same backfill.
     pub fn state_key(&self, tenant_id: &str) -> String {
         let end = self.end.map_or_else(|| "open".to_owned(), format_human);
         format!("backfill#{tenant_id}#{}#{end}", format_human(self.start))
     }
+}
+
+/// How far back Graph holds alerts: Defender XDR keeps its data for 180 days. A backfill that
+/// starts earlier reads nothing there, and an absurd start would plan thousands of parts.
+pub const RETENTION: TimeDelta = TimeDelta::days(180);
+
+/// The most one-day parts one backfill plans: the retention period, with a day of slack at each
+/// end for a window that does not start or end at midnight.
+pub const MAX_PARTS: usize = 182;
+
+/// The lease every backfill of a tenant holds: one backfill invocation at a time per tenant, so
+/// two windows that share days never read the same day at once (the day ledger decides the rest).
+pub fn backfill_lease_key(tenant_id: &str) -> String {
+    format!("backfill#{tenant_id}")
+}
+
+/// The ledger of one UTC day, shared by every backfill of the tenant: whichever window reads the
+/// day first writes its versions, and a later window that shares it goes on from there.
+pub fn day_key(tenant_id: &str, day: NaiveDate) -> String {
+    format!("backfill#{tenant_id}#day#{}", day.format("%Y-%m-%d"))
 }
 
 /// The window a backfill actually reads.
@@ -88,18 +120,31 @@ pub enum BackfillPlan {
 }
 
 /// Fixes the window: an earlier invocation's `fixed_end` wins (resuming); the end never reaches
-/// into what the live sync covers (from `live_floor` on); the end is never in the future.
+/// into what the live sync covers (from `live_floor` on); the end is never in the future. The
+/// start goes down to midnight UTC, so every part is a whole UTC day (or the end of the window)
+/// and windows that share a day share its ledger. A new window must start within Defender's
+/// retention and span at most `MAX_PARTS` days; a resumed one was checked when it began.
 pub fn plan(
     request: &BackfillRequest,
     fixed_end: Option<DateTime<Utc>>,
     live_floor: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> BackfillPlan {
+) -> Result<BackfillPlan, BackfillEventError> {
+    let start = start_of_day(request.start);
     if let Some(end) = fixed_end {
-        return BackfillPlan::Read { start: request.start, end, note: None };
+        return Ok(BackfillPlan::Read { start, end: floor_to_tick(end), note: None });
+    }
+    let floor = now - RETENTION;
+    if request.start < floor {
+        return Err(BackfillEventError::StartBeforeRetention {
+            start: format_human(request.start),
+            floor: format_human(floor),
+            retention_days: RETENTION.num_days(),
+        });
     }
     let wanted = request.end.unwrap_or_else(|| live_floor.unwrap_or(now)).min(now);
-    let end = live_floor.map_or(wanted, |floor| wanted.min(floor));
+    // On Graph's 100 ns tick, as every window the engine reads and saves.
+    let end = floor_to_tick(live_floor.map_or(wanted, |floor| wanted.min(floor)));
     if end <= request.start {
         let reason = match live_floor {
             Some(floor) if request.start >= floor => format!(
@@ -108,27 +153,38 @@ pub fn plan(
             ),
             _ => "the window is empty".to_owned(),
         };
-        return BackfillPlan::Nothing { reason };
+        return Ok(BackfillPlan::Nothing { reason });
     }
-    let note = (end < wanted).then(|| {
-        format!("clipped to end at {}: the live sync covers everything from there on", format_human(end))
-    });
-    BackfillPlan::Read { start: request.start, end, note }
+    let days = parts(start, end).len();
+    if days > MAX_PARTS {
+        return Err(BackfillEventError::TooManyParts { days, max: MAX_PARTS });
+    }
+    let mut notes = Vec::new();
+    if start < request.start {
+        notes.push(format!("starts at {}: backfills read whole UTC days", format_human(start)));
+    }
+    if end < wanted {
+        notes.push(format!(
+            "clipped to end at {}: the live sync covers everything from there on",
+            format_human(end)
+        ));
+    }
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
+    Ok(BackfillPlan::Read { start, end, note })
 }
 
-/// A backfill window is read as fixed one-day parts, each an independent bounded run with its
-/// own small state. Parts are disjoint in `lastUpdateDateTime`, so they can be read concurrently
-/// without ever writing one version twice, and the part layout depends only on the window, so
-/// every invocation of the same request finds the same parts.
-pub const PART_LENGTH: TimeDelta = TimeDelta::days(1);
+fn start_of_day(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.date_naive().and_time(NaiveTime::MIN).and_utc()
+}
 
-/// The parts of `[start, end)`: `[start + i days, start + (i + 1) days)`, the last one cut at `end`.
-pub fn parts(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+/// The parts of `[start, end)`: one per UTC day, `[midnight, next midnight)`, the first one from
+/// `start` and the last one cut at `end`. A part's day names its ledger.
+pub fn parts(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(NaiveDate, DateTime<Utc>, DateTime<Utc>)> {
     let mut parts = Vec::new();
     let mut from = start;
     while from < end {
-        let to = (from + PART_LENGTH).min(end);
-        parts.push((from, to));
+        let to = (start_of_day(from) + TimeDelta::days(1)).min(end);
+        parts.push((from.date_naive(), from, to));
         from = to;
     }
     parts
@@ -213,8 +269,14 @@ impl BackfillOutcome {
     }
 }
 
-fn is_complete(state: &SyncState) -> bool {
-    state.window_end.is_some_and(|end| state.cursor >= end)
+/// Whether a day's ledger has read this window's part of the day, up to `to`.
+fn covers(state: &SyncState, to: DateTime<Utc>) -> bool {
+    state.window_end.is_some_and(|end| end >= to) && state.cursor >= to
+}
+
+/// Whether there is still time to start more work before `deadline`.
+fn in_time<C: Clock>(clock: &C, deadline: Option<DateTime<Utc>>, reserve: TimeDelta) -> bool {
+    deadline.is_none_or(|deadline| clock.now() + reserve < deadline)
 }
 
 /// Adds one part's run to the invocation's sum.
@@ -236,9 +298,11 @@ fn add_run(total: &mut RunSummary, run: RunSummary) {
 }
 
 /// One backfill invocation: fix the window (clear of the live sync), then read its incomplete
-/// parts, up to `concurrency` at a time, each under its own state, which the live sync never
-/// sees. A manifest under the request's own key fixes the window at the first invocation and
-/// keeps the tally.
+/// days, up to `concurrency` at a time. Each day has one ledger (its own state) shared by every
+/// backfill of the tenant, which the live sync never sees: windows that overlap read a shared day
+/// once, and a later window that reaches further into a day goes on from where the ledger
+/// stands. A manifest under the request's own key fixes the window at the first invocation and
+/// keeps the tally. The caller holds the tenant's backfill lease.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_backfill<S, T, O, C, F>(
     config: &SyncConfig,
@@ -258,7 +322,8 @@ where
     F: Fn(&str) -> T,
 {
     // Credentials first: a run that cannot authenticate reads and changes nothing.
-    let fetch_deadline = run.deadline.map(|deadline| deadline - config.engine.finish_reserve);
+    let reserve = config.engine.finish_reserve;
+    let fetch_deadline = run.deadline.map(|deadline| deadline - reserve);
     source.authenticate(fetch_deadline).await.map_err(EngineError::Source)?;
     let live_floor = live_state.load().await.map_err(EngineError::State)?.map(|(state, _)| state.floor);
     let key = request.state_key(&config.tenant_id);
@@ -266,15 +331,19 @@ where
     let manifest = manifest_store.load().await.map_err(EngineError::State)?;
     let fixed_end = manifest.as_ref().and_then(|(state, _)| state.window_end);
     let request = request.clone();
-    let (start, end, note) = match plan(&request, fixed_end, live_floor, clock.now()) {
+    let (start, end, note) = match plan(&request, fixed_end, live_floor, clock.now())? {
         BackfillPlan::Nothing { reason } => {
             info!(reason = %reason, "Nothing to backfill.");
             return Ok(BackfillOutcome::Nothing { request, reason });
         }
         BackfillPlan::Read { start, end, note } => (start, end, note),
     };
+    let parts = parts(start, end);
+    if parts.len() > MAX_PARTS {
+        return Err(BackfillEventError::TooManyParts { days: parts.len(), max: MAX_PARTS }.into());
+    }
     if let Some(note) = &note {
-        info!(note = %note, "Backfill window clipped.");
+        info!(note = %note, "Backfill window adjusted.");
     }
     // The manifest fixes the window before any part is read.
     let (mut manifest_state, revision) = match manifest {
@@ -286,30 +355,32 @@ where
         }
     };
 
-    let parts = parts(start, end);
-    let stores: Vec<T> = (0..parts.len()).map(|index| state_for(&format!("{key}#part{index:04}"))).collect();
+    let stores: Vec<T> =
+        parts.iter().map(|(day, _, _)| state_for(&day_key(&config.tenant_id, *day))).collect();
     // Parts before the manifest's cursor are known to be complete; the rest are checked.
     let candidates: Vec<usize> =
-        (0..parts.len()).filter(|index| parts[*index].1 > manifest_state.cursor).collect();
+        (0..parts.len()).filter(|index| parts[*index].2 > manifest_state.cursor).collect();
     let settings = &config.engine;
     let stores_ref = &stores;
     let parts_ref = &parts;
     let run_ref = &run;
     let results: Vec<Result<Option<RunSummary>, EngineError>> = stream::iter(candidates)
         .map(|index| async move {
-            let store = &stores_ref[index];
-            if let Some((state, _)) = store.load().await?
-                && is_complete(&state)
-            {
-                return Ok(None);
-            }
-            if run_ref.deadline.is_some_and(|deadline| clock.now() + settings.finish_reserve >= deadline) {
+            // Checked before every load too: a window of many days must not spend the
+            // invocation finding out which of them are done.
+            if !in_time(clock, run_ref.deadline, reserve) {
                 return Ok(Some(RunSummary {
                     stopped_because: Some("deadline: no time to start this part".into()),
                     ..RunSummary::default()
                 }));
             }
-            let (from, to) = parts_ref[index];
+            let (_, from, to) = parts_ref[index];
+            let store = &stores_ref[index];
+            if let Some((state, _)) = store.load().await?
+                && covers(&state, to)
+            {
+                return Ok(None);
+            }
             let mut part_settings = settings.clone();
             part_settings.backfill_start = Some(from);
             part_settings.window_end = Some(to);
@@ -337,23 +408,40 @@ where
     invocation.partitions.dedup();
 
     // The tally over all parts, and the manifest's cursor at the end of the completed prefix.
+    // Ledgers are read a few at a time and only while there is time; a part left unread counts
+    // as done only if it lies before the manifest's cursor, and the next invocation counts it.
+    let ledgers: Vec<Option<Option<SyncState>>> = stream::iter(stores.iter())
+        .map(|store| async move {
+            if !in_time(clock, run.deadline, reserve) {
+                return Ok(None);
+            }
+            store.load().await.map(|loaded| Some(loaded.map(|(state, _)| state)))
+        })
+        .buffered(16)
+        .collect::<Vec<Result<_, _>>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(EngineError::State)?;
     let mut tally = BackfillTally { parts: parts.len(), ..BackfillTally::default() };
     let total_millis = (end - start).num_milliseconds().max(1) as f64;
     let mut prefix_complete = true;
-    for (index, store) in stores.iter().enumerate() {
-        let state = store.load().await.map_err(EngineError::State)?.map(|(state, _)| state);
-        let (from, to) = parts[index];
-        let done = match &state {
-            Some(state) => is_complete(state),
+    let all_read = ledgers.iter().all(Option::is_some);
+    for (index, ledger) in ledgers.into_iter().enumerate() {
+        let (_, from, to) = parts[index];
+        let share = (to - from).num_milliseconds() as f64 / total_millis;
+        let done = match &ledger {
             None => to <= manifest_state.cursor,
+            Some(None) => false,
+            Some(Some(state)) => covers(state, to),
         };
-        if let Some(state) = &state {
+        if let Some(Some(state)) = &ledger {
             tally.alerts_written_total += state.written_alerts;
             tally.objects_written_total += state.written_objects;
-            tally.progress +=
-                state.progress().unwrap_or(0.0) * (to - from).num_milliseconds() as f64 / total_millis;
+            let read = (state.cursor.min(to) - from).num_milliseconds().max(0) as f64;
+            tally.progress += read / total_millis;
         } else if done {
-            tally.progress += (to - from).num_milliseconds() as f64 / total_millis;
+            tally.progress += share;
         }
         if done {
             tally.parts_complete += 1;
@@ -364,6 +452,11 @@ where
         }
     }
     tally.progress = tally.progress.clamp(0.0, 1.0);
+    // Short of time, some ledgers went unread: the totals saved last time are the better count.
+    if !all_read {
+        tally.alerts_written_total = tally.alerts_written_total.max(manifest_state.written_alerts);
+        tally.objects_written_total = tally.objects_written_total.max(manifest_state.written_objects);
+    }
     manifest_state.written_alerts = tally.alerts_written_total;
     manifest_state.written_objects = tally.objects_written_total;
     manifest_store.save(&manifest_state, Some(&revision)).await.map_err(EngineError::State)?;
@@ -434,26 +527,58 @@ mod tests {
     }
 
     #[test]
-    fn parts_are_whole_days_from_the_start() {
-        let start = t("2026-11-01T06:00:00Z");
+    fn unknown_keys_and_starts_beyond_retention_are_refused() {
+        let bad = |event: Value| BackfillRequest::from_event(&event, now()).unwrap_err();
+        assert_eq!(
+            bad(json!({"start": "2026-11-01T00:00:00Z", "End": "2026-11-08T00:00:00Z"})),
+            BackfillEventError::UnknownKey { key: "End".into() }
+        );
+        let ancient = BackfillRequest { start: t("0001-01-01T00:00:00Z"), end: None };
+        assert!(matches!(
+            plan(&ancient, None, None, now()),
+            Err(BackfillEventError::StartBeforeRetention { retention_days: 180, .. })
+        ));
+        let oldest = BackfillRequest { start: now() - RETENTION, end: None };
+        match plan(&oldest, None, None, now()).unwrap() {
+            BackfillPlan::Read { start, end, .. } => assert!(parts(start, end).len() <= MAX_PARTS),
+            other => panic!("{other:?}"),
+        }
+        // A resumed window was checked when it began; time passing does not stop it.
+        let resumed = BackfillRequest { start: now() - RETENTION, end: None };
+        let later = now() + TimeDelta::days(3);
+        assert!(plan(&resumed, Some(now()), None, later).is_ok());
+    }
+
+    #[test]
+    fn parts_are_whole_utc_days() {
+        let start = t("2026-11-01T00:00:00Z");
         let split = parts(start, t("2026-11-03T12:00:00Z"));
         assert_eq!(
             split,
             vec![
-                (start, t("2026-11-02T06:00:00Z")),
-                (t("2026-11-02T06:00:00Z"), t("2026-11-03T06:00:00Z")),
-                (t("2026-11-03T06:00:00Z"), t("2026-11-03T12:00:00Z")),
+                (start.date_naive(), start, t("2026-11-02T00:00:00Z")),
+                (t("2026-11-02T00:00:00Z").date_naive(), t("2026-11-02T00:00:00Z"), t("2026-11-03T00:00:00Z")),
+                (t("2026-11-03T00:00:00Z").date_naive(), t("2026-11-03T00:00:00Z"), t("2026-11-03T12:00:00Z")),
             ]
         );
         assert!(parts(start, start).is_empty());
+        // A window that starts mid-day reads the whole day, and says so.
+        let request = BackfillRequest { start: t("2026-11-01T06:00:00Z"), end: Some(t("2026-11-02T00:00:00Z")) };
+        match plan(&request, None, None, now()).unwrap() {
+            BackfillPlan::Read { start: planned, note, .. } => {
+                assert_eq!(planned, start);
+                assert!(note.unwrap().contains("whole UTC days"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(day_key("contoso", start.date_naive()), "backfill#contoso#day#2026-11-01");
     }
-
     #[test]
     fn windows_stop_where_the_live_sync_begins() {
         let request =
             BackfillRequest { start: t("2026-11-01T00:00:00Z"), end: Some(t("2026-11-20T00:00:00Z")) };
         let floor = t("2026-11-15T00:00:00Z");
-        match plan(&request, None, Some(floor), now()) {
+        match plan(&request, None, Some(floor), now()).unwrap() {
             BackfillPlan::Read { end, note, .. } => {
                 assert_eq!(end, floor);
                 assert!(note.unwrap().contains("clipped"));
@@ -462,20 +587,20 @@ mod tests {
         }
         let open = BackfillRequest { start: t("2026-11-01T00:00:00Z"), end: None };
         assert_eq!(
-            plan(&open, None, None, now()),
+            plan(&open, None, None, now()).unwrap(),
             BackfillPlan::Read { start: open.start, end: now(), note: None }
         );
         assert_eq!(
-            plan(&open, None, Some(floor), now()),
+            plan(&open, None, Some(floor), now()).unwrap(),
             BackfillPlan::Read { start: open.start, end: floor, note: None }
         );
         let inside =
             BackfillRequest { start: t("2026-11-16T00:00:00Z"), end: Some(t("2026-11-20T00:00:00Z")) };
-        assert!(matches!(plan(&inside, None, Some(floor), now()), BackfillPlan::Nothing { .. }));
+        assert!(matches!(plan(&inside, None, Some(floor), now()), Ok(BackfillPlan::Nothing { .. })));
         // Resuming keeps the window fixed at the first invocation.
         let fixed = t("2026-11-10T00:00:00Z");
         assert_eq!(
-            plan(&open, Some(fixed), Some(floor), now()),
+            plan(&open, Some(fixed), Some(floor), now()).unwrap(),
             BackfillPlan::Read { start: open.start, end: fixed, note: None }
         );
     }

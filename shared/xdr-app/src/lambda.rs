@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use xdr_aws::{AwsClients, DynamoLease, DynamoStateStore, LeaseOutcome, S3Sink, SecretsManagerCredentials};
 use xdr_core::{AlertSource, EngineError, Ports, RunRequest, SystemClock, run_sync};
 
-use crate::backfill::{BackfillRequest, run_backfill};
+use crate::backfill::{BackfillRequest, backfill_lease_key, run_backfill};
 use xdr_graph::{GraphClient, http_client};
 
 use crate::config::{ConfigError, Settings, SyncConfig};
@@ -252,7 +252,8 @@ impl Services {
         let request = BackfillRequest::from_event(&event.payload, Utc::now())?;
         let deadline = Self::deadline(&event);
         self.authenticate(deadline).await?;
-        let key = request.state_key(&self.config.tenant_id);
+        // One backfill at a time per tenant: windows that share days share their ledgers.
+        let key = backfill_lease_key(&self.config.tenant_id);
         let live = self.store(&self.live_key());
         let work = async {
             let outcome = run_backfill(

@@ -60,7 +60,16 @@ where
     ports.source.authenticate(fetch_deadline).await.map_err(EngineError::Source)?;
 
     let (state, revision) = match ports.store.load().await? {
-        Some((state, revision)) => (state, Some(revision)),
+        Some((mut state, revision)) => {
+            // A bounded window may be asked to reach further (a backfill day read up to "now"
+            // earlier, or by a window that ended inside it): it goes on from its cursor.
+            if let (Some(wanted), Some(end)) = (settings.window_end, state.window_end)
+                && floor_to_tick(wanted) > end
+            {
+                state.window_end = Some(floor_to_tick(wanted));
+            }
+            (state, Some(revision))
+        }
         None => {
             let start = settings.backfill_start.unwrap_or(started);
             let state = match settings.window_end {
