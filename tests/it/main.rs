@@ -4,6 +4,8 @@
 mod faults;
 mod graph_client;
 mod graph_modes;
+mod iam;
 mod lambda_backfill;
 mod lambda_sync;
+mod state_bounds;
 mod sync;

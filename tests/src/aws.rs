@@ -16,43 +16,62 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub struct Aws {
     pub endpoint: String,
+    /// The access key the functions get (moto takes any unless it enforces IAM).
+    pub function_keys: (String, String),
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub bucket: String,
     pub table: String,
     pub secret_id: String,
+    pub table_arn: String,
+    pub secret_arn: String,
+}
+
+async fn clients(
+    endpoint: &str,
+    keys: &(String, String),
+) -> (aws_sdk_s3::Client, aws_sdk_dynamodb::Client, aws_sdk_secretsmanager::Client) {
+    let credentials = aws_credential_types::Credentials::new(&keys.0, &keys.1, None, None, "tests");
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials)
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build(),
+    );
+    (s3, aws_sdk_dynamodb::Client::new(&shared), aws_sdk_secretsmanager::Client::new(&shared))
 }
 
 impl Aws {
-    /// Fresh, uniquely named resources in the stand-in.
+    /// Fresh, uniquely named resources in the shared stand-in.
     pub async fn fresh(secret_value: &str) -> Self {
-        let endpoint = moto::endpoint().to_owned();
-        let credentials = aws_credential_types::Credentials::new("test", "test", None, None, "tests");
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .credentials_provider(credentials)
-            .load()
-            .await;
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build(),
-        );
-        let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
-        let secrets = aws_sdk_secretsmanager::Client::new(&shared);
+        Self::fresh_at(moto::endpoint(), secret_value).await
+    }
+
+    /// Fresh, uniquely named resources in the stand-in at `endpoint`.
+    pub async fn fresh_at(endpoint: &str, secret_value: &str) -> Self {
+        let keys = ("test".to_owned(), "test".to_owned());
+        let (s3, dynamodb, secrets) = clients(endpoint, &keys).await;
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let unique = format!("{}-{n}", std::process::id());
-        let aws = Self {
-            endpoint,
+        let mut aws = Self {
+            endpoint: endpoint.to_owned(),
+            function_keys: keys,
             s3,
             dynamodb,
             secrets,
             bucket: format!("xdr-lake-{unique}"),
             table: format!("xdr-state-{unique}"),
             secret_id: format!("xdr/credentials-{unique}"),
+            table_arn: String::new(),
+            secret_arn: String::new(),
         };
         aws.s3.create_bucket().bucket(&aws.bucket).send().await.expect("create bucket");
-        aws.dynamodb
+        let table = aws
+            .dynamodb
             .create_table()
             .table_name(&aws.table)
             .attribute_definitions(
@@ -69,22 +88,32 @@ impl Aws {
             .send()
             .await
             .expect("create table");
-        aws.secrets
+        aws.table_arn = table.table_description().and_then(|t| t.table_arn()).expect("table ARN").to_owned();
+        let secret = aws
+            .secrets
             .create_secret()
             .name(&aws.secret_id)
             .secret_string(secret_value)
             .send()
             .await
             .expect("create secret");
+        aws.secret_arn = secret.arn().expect("secret ARN").to_owned();
         aws
+    }
+
+    /// From now on the test's own calls use `keys`, and the functions `function_keys`.
+    pub async fn use_keys(&mut self, test_keys: &(String, String), function_keys: (String, String)) {
+        let (s3, dynamodb, secrets) = clients(&self.endpoint, test_keys).await;
+        (self.s3, self.dynamodb, self.secrets) = (s3, dynamodb, secrets);
+        self.function_keys = function_keys;
     }
 
     /// The variables a deployed function gets, pointed at the stand-in.
     pub fn function_env(&self) -> Vec<(String, String)> {
         [
             ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_ACCESS_KEY_ID", self.function_keys.0.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.function_keys.1.as_str()),
             ("AWS_EC2_METADATA_DISABLED", "true"),
             ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
             ("S3_FORCE_PATH_STYLE", "true"),
@@ -120,6 +149,31 @@ impl Aws {
             );
         }
         keys
+    }
+
+    /// Each item's size as DynamoDB counts it (names plus values, binary as raw bytes).
+    pub async fn item_sizes(&self) -> BTreeMap<String, usize> {
+        let mut sizes = BTreeMap::new();
+        let mut pages = self.dynamodb.scan().table_name(&self.table).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for item in page.expect("scan").items() {
+                let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                let size = item
+                    .iter()
+                    .map(|(name, value)| {
+                        name.len()
+                            + match value {
+                                aws_sdk_dynamodb::types::AttributeValue::S(text) => text.len(),
+                                aws_sdk_dynamodb::types::AttributeValue::N(number) => number.len(),
+                                aws_sdk_dynamodb::types::AttributeValue::B(blob) => blob.as_ref().len(),
+                                other => format!("{other:?}").len(),
+                            }
+                    })
+                    .sum();
+                sizes.insert(pk, size);
+            }
+        }
+        sizes
     }
 
     /// The state table, item by item (`pk` -> all attributes, rendered).

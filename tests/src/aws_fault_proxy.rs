@@ -3,7 +3,11 @@
 //!   lands, and the caller sees an error anyway, as when a response is lost);
 //! - hold the n-th object put or state write, before or after it reaches the stand-in, and tell
 //!   the test, which can then kill the process at exactly that point, or write to the table
-//!   itself (a concurrent invocation) before letting the request go on.
+//!   itself (a concurrent invocation) before letting the request go on;
+//! - (`start_enforcing`, in front of a moto that enforces IAM) answer as S3 does where moto does
+//!   not: a HeadObject/GetObject on a missing key is 403, not 404, for a caller whose policy
+//!   does not grant `s3:ListBucket` on the bucket for that key. Requests keep their `Host`, so
+//!   their signatures still verify.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -75,6 +79,8 @@ struct Shared {
     faults: Arc<Mutex<VecDeque<PutFault>>>,
     puts: Arc<Mutex<Vec<(String, u16)>>>,
     armed: Arc<Mutex<Option<Armed>>>,
+    /// Access key -> policy document, when the upstream enforces IAM.
+    policies: Option<Arc<Vec<(String, serde_json::Value)>>>,
 }
 
 pub struct AwsFaultProxy {
@@ -84,6 +90,15 @@ pub struct AwsFaultProxy {
 
 impl AwsFaultProxy {
     pub async fn start(upstream: &str) -> Self {
+        Self::start_with(upstream, None).await
+    }
+
+    /// In front of a moto that enforces IAM, for callers with these (access key, policy) pairs.
+    pub async fn start_enforcing(upstream: &str, policies: Vec<(String, serde_json::Value)>) -> Self {
+        Self::start_with(upstream, Some(Arc::new(policies))).await
+    }
+
+    async fn start_with(upstream: &str, policies: Option<Arc<Vec<(String, serde_json::Value)>>>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("address"));
         let shared = Shared {
@@ -92,6 +107,7 @@ impl AwsFaultProxy {
             faults: Arc::default(),
             puts: Arc::default(),
             armed: Arc::default(),
+            policies,
         };
         let app = Router::new().fallback(forward).with_state(shared.clone());
         tokio::spawn(async move {
@@ -176,8 +192,10 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     }
     let mut upstream =
         shared.http.request(parts.method.clone(), format!("{}{}", shared.upstream, path_and_query));
+    // With IAM enforced the signature covers `Host`: keep it.
+    let keep_host = shared.policies.is_some();
     for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
+        if (name != "host" || keep_host) && name != "content-length" {
             upstream = upstream.header(name, value);
         }
     }
@@ -186,6 +204,27 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         Err(_) => return StatusCode::BAD_GATEWAY.into_response(),
     };
     let status = answer.status();
+    if status == StatusCode::NOT_FOUND
+        && (parts.method == Method::HEAD || parts.method == Method::GET)
+        && let Some(policies) = &shared.policies
+        && let Some((bucket, key)) = parts.uri.path().trim_start_matches('/').split_once('/')
+        && !key.is_empty()
+    {
+        let caller = access_key(&parts.headers);
+        let allowed = policies
+            .iter()
+            .find(|(id, _)| Some(id.as_str()) == caller.as_deref())
+            .is_some_and(|(_, policy)| grants_list_bucket(policy, bucket, key));
+        if !allowed {
+            // What S3 answers: it will not say whether a key exists to one who may not list.
+            let body = if parts.method == Method::HEAD {
+                String::new()
+            } else {
+                "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>".to_owned()
+            };
+            return (StatusCode::FORBIDDEN, body).into_response();
+        }
+    }
     let headers: HeaderMap = answer.headers().clone();
     let bytes = answer.bytes().await.unwrap_or_default();
     if is_object_put {
@@ -210,4 +249,55 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         }
     }
     response
+}
+
+/// The access key id in a SigV4 `Authorization` header.
+fn access_key(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let credential = value.split("Credential=").nth(1)?;
+    credential.split('/').next().map(str::to_owned)
+}
+
+fn as_strings(value: &serde_json::Value) -> Vec<&str> {
+    match value {
+        serde_json::Value::String(text) => vec![text.as_str()],
+        serde_json::Value::Array(items) => items.iter().filter_map(|item| item.as_str()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// IAM's wildcards: `*` any run of characters, `?` one.
+fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+/// Whether `policy` allows `s3:ListBucket` on `bucket` with `s3:prefix` = `key` (the rule S3
+/// applies to tell a caller that a key does not exist).
+fn grants_list_bucket(policy: &serde_json::Value, bucket: &str, key: &str) -> bool {
+    let statements = match &policy["Statement"] {
+        serde_json::Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    statements.iter().any(|statement| {
+        statement["Effect"] == "Allow"
+            && as_strings(&statement["Action"]).iter().any(|action| glob(action, "s3:ListBucket"))
+            && as_strings(&statement["Resource"])
+                .iter()
+                .any(|resource| glob(resource, &format!("arn:aws:s3:::{bucket}")))
+            && match statement.get("Condition") {
+                None => true,
+                Some(condition) => {
+                    as_strings(&condition["StringLike"]["s3:prefix"]).iter().any(|prefix| glob(prefix, key))
+                }
+            }
+    })
 }

@@ -24,12 +24,21 @@ pub struct Deployment {
 
 impl Deployment {
     pub async fn new(tenant: SimTenant, options: SimOptions, secret: Option<Value>) -> Self {
+        let secret = secret.unwrap_or_else(|| Self::secret_of(&tenant));
+        let aws = Aws::fresh(&secret.to_string()).await;
+        Self::with_aws(tenant, options, aws).await
+    }
+
+    /// The secret value that lets the functions in as the simulated tenant's app.
+    pub fn secret_of(tenant: &SimTenant) -> Value {
+        json!({"client_id": tenant.client_id, "client_secret": tenant.client_secret})
+    }
+
+    /// A deployment on resources made elsewhere (for example in a stand-in that enforces IAM).
+    pub async fn with_aws(tenant: SimTenant, options: SimOptions, aws: Aws) -> Self {
         let start = tenant.versions.iter().map(|v| v.last_update).min().unwrap_or_else(Utc::now)
             - TimeDelta::seconds(1);
         let sim = Simulator::start(tenant, options).await.unwrap();
-        let secret = secret
-            .unwrap_or_else(|| json!({"client_id": sim.client_id(), "client_secret": sim.client_secret()}));
-        let aws = Aws::fresh(&secret.to_string()).await;
         let api = RuntimeApi::start().await;
         let backfill_api = RuntimeApi::start().await;
         let mut env = aws.function_env();

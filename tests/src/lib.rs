@@ -6,6 +6,7 @@ pub mod aws;
 pub mod aws_fault_proxy;
 pub mod deployment;
 pub mod function;
+pub mod iam;
 pub mod moto;
 pub mod runtime_api;
 

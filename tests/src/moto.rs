@@ -40,40 +40,65 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A moto server of a test's own (for settings that apply to the whole server, such as IAM
+/// enforcement); stopped when dropped.
+pub struct OwnMoto {
+    pub endpoint: String,
+    _watchdog: Child,
+}
+
+impl Drop for OwnMoto {
+    fn drop(&mut self) {
+        // Closing its stdin makes the watchdog stop the server.
+        drop(self._watchdog.stdin.take());
+        let _ = self._watchdog.wait();
+    }
+}
+
+pub fn start_own() -> OwnMoto {
+    let (endpoint, watchdog) = spawn();
+    OwnMoto { endpoint, _watchdog: watchdog }
+}
+
 /// `http://127.0.0.1:<port>` of a running moto server.
 pub fn endpoint() -> &'static str {
     &MOTO
         .get_or_init(|| {
-            let python = python();
-            assert!(
-                python.exists(),
-                "moto is not installed at {}: run `bash .ci/run`, or `python3 -m venv .venv-moto && .venv-moto/bin/pip install 'moto[server]'`",
-                python.display()
-            );
-            let port = free_port();
-            let mut child = Command::new(&python)
-                .arg("-c")
-                .arg(WATCHDOG)
-                .arg(port.to_string())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("moto watchdog starts");
-            // Keep stdin open: the watchdog waits on it.
-            if let Some(stdin) = child.stdin.as_mut() {
-                let _ = stdin.flush();
-            }
-            let endpoint = format!("http://127.0.0.1:{port}");
-            let started = Instant::now();
-            loop {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break;
-                }
-                assert!(started.elapsed() < Duration::from_secs(30), "moto did not start on port {port}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            let (endpoint, child) = spawn();
             Moto { endpoint, _watchdog: Mutex::new(child) }
         })
         .endpoint
+}
+
+fn spawn() -> (String, Child) {
+    let python = python();
+    assert!(
+        python.exists(),
+        "moto is not installed at {}: run `bash .ci/run`, or `python3 -m venv .venv-moto && .venv-moto/bin/pip install 'moto[server]'`",
+        python.display()
+    );
+    let port = free_port();
+    let mut child = Command::new(&python)
+        .arg("-c")
+        .arg(WATCHDOG)
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto watchdog starts");
+    // Keep stdin open: the watchdog waits on it.
+    if let Some(stdin) = child.stdin.as_mut() {
+        let _ = stdin.flush();
+    }
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "moto did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (endpoint, child)
 }

@@ -349,8 +349,8 @@ where
     let (mut manifest_state, revision) = match manifest {
         Some((state, revision)) => (state, revision),
         None => {
-            let state = SyncState::bounded(start, end);
-            let revision = manifest_store.save(&state, None).await.map_err(EngineError::State)?;
+            let mut state = SyncState::bounded(start, end);
+            let revision = manifest_store.save(&mut state, None).await.map_err(EngineError::State)?;
             (state, revision)
         }
     };
@@ -459,7 +459,7 @@ where
     }
     manifest_state.written_alerts = tally.alerts_written_total;
     manifest_state.written_objects = tally.objects_written_total;
-    manifest_store.save(&manifest_state, Some(&revision)).await.map_err(EngineError::State)?;
+    manifest_store.save(&mut manifest_state, Some(&revision)).await.map_err(EngineError::State)?;
     info!(
         alerts = invocation.alerts_written,
         alerts_total = tally.alerts_written_total,
@@ -557,13 +557,22 @@ mod tests {
             split,
             vec![
                 (start.date_naive(), start, t("2026-11-02T00:00:00Z")),
-                (t("2026-11-02T00:00:00Z").date_naive(), t("2026-11-02T00:00:00Z"), t("2026-11-03T00:00:00Z")),
-                (t("2026-11-03T00:00:00Z").date_naive(), t("2026-11-03T00:00:00Z"), t("2026-11-03T12:00:00Z")),
+                (
+                    t("2026-11-02T00:00:00Z").date_naive(),
+                    t("2026-11-02T00:00:00Z"),
+                    t("2026-11-03T00:00:00Z")
+                ),
+                (
+                    t("2026-11-03T00:00:00Z").date_naive(),
+                    t("2026-11-03T00:00:00Z"),
+                    t("2026-11-03T12:00:00Z")
+                ),
             ]
         );
         assert!(parts(start, start).is_empty());
         // A window that starts mid-day reads the whole day, and says so.
-        let request = BackfillRequest { start: t("2026-11-01T06:00:00Z"), end: Some(t("2026-11-02T00:00:00Z")) };
+        let request =
+            BackfillRequest { start: t("2026-11-01T06:00:00Z"), end: Some(t("2026-11-02T00:00:00Z")) };
         match plan(&request, None, None, now()).unwrap() {
             BackfillPlan::Read { start: planned, note, .. } => {
                 assert_eq!(planned, start);

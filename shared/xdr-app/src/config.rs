@@ -199,7 +199,6 @@ impl SyncConfig {
                 max_object_bytes: (max_object_mb as usize) * 1024 * 1024,
                 // Not settings: they keep the state inside one DynamoDB item.
                 max_object_records: xdr_core::settings::DEFAULT_MAX_OBJECT_RECORDS,
-                max_remembered_versions: xdr_core::settings::DEFAULT_MAX_REMEMBERED_VERSIONS,
                 backfill_start,
                 finish_reserve: TimeDelta::milliseconds(finish_reserve_ms),
                 window_end: None,

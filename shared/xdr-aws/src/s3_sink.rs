@@ -35,7 +35,7 @@ impl ObjectSink for S3Sink {
             .map(|_| ())
             .map_err(|error| {
                 let problem = failure(&error, "OUTPUT_BUCKET", "s3:PutObject");
-                SinkError(format!("PutObject s3://{}/{key}: {problem}", self.bucket))
+                SinkError::new(format!("PutObject s3://{}/{key}: {problem}", self.bucket))
             })
     }
 
@@ -43,9 +43,17 @@ impl ObjectSink for S3Sink {
         match self.client.head_object().bucket(&self.bucket).key(key).send().await {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+            // S3 answers a missing key with 403 when the caller may not list the bucket.
+            Err(error) if error.raw_response().is_some_and(|raw| raw.status().as_u16() == 403) => {
+                Err(SinkError::forbidden(format!(
+                    "HeadObject s3://{}/{key} was answered 403 Forbidden: {}",
+                    self.bucket,
+                    crate::describe(&error)
+                )))
+            }
             Err(error) => {
                 let problem = failure(&error, "OUTPUT_BUCKET", "s3:GetObject (for HeadObject)");
-                Err(SinkError(format!("HeadObject s3://{}/{key}: {problem}", self.bucket)))
+                Err(SinkError::new(format!("HeadObject s3://{}/{key}: {problem}", self.bucket)))
             }
         }
     }

@@ -156,7 +156,7 @@ struct Run<'a, S, T, O, C> {
     /// End of the last fully read slice.
     completed_cursor: DateTime<Utc>,
     /// Versions written into open batches but not yet stored.
-    buffered: SeenVersions,
+    buffered: HashSet<SeenEntry>,
     quarantined_this_run: HashSet<u64>,
     batches: BTreeMap<(BatchKind, NaiveDate), Batch>,
     /// Lowest slice start of the batch being stored (it is out of `batches` meanwhile).
@@ -203,7 +203,7 @@ where
             revision,
             loaded_cursor: cursor,
             completed_cursor: cursor,
-            buffered: SeenVersions::default(),
+            buffered: HashSet::new(),
             quarantined_this_run: HashSet::new(),
             batches: BTreeMap::new(),
             storing_from: None,
@@ -220,12 +220,10 @@ where
     /// An object announced by a run that then stopped: if it landed, its versions are written.
     async fn recover_pending(&mut self) -> Result<(), EngineError> {
         let Some(pending) = self.state.pending.take() else { return Ok(()) };
-        let landed = self
-            .ports
-            .sink
-            .exists(&pending.key)
-            .await
-            .map_err(|error| EngineError::Output { key: pending.key.clone(), error })?;
+        let landed = self.ports.sink.exists(&pending.key).await.map_err(|error| match error.forbidden {
+            true => EngineError::RecoveryCheckForbidden { key: pending.key.clone(), error },
+            false => EngineError::Output { key: pending.key.clone(), error },
+        })?;
         let note = if landed {
             self.state.seen.extend(pending.entries.entries());
             // Quarantine objects announce no versions; only data objects count as written.
@@ -252,7 +250,7 @@ where
             match version_key(raw) {
                 Ok(key) => {
                     let entry = SeenEntry::new(&key.id, key.last_update);
-                    if self.state.seen.contains(entry) || self.buffered.contains(entry) {
+                    if self.state.seen.contains(entry) || self.buffered.contains(&entry) {
                         self.summary.duplicates_skipped += 1;
                         continue;
                     }
@@ -302,14 +300,14 @@ where
         Ok(())
     }
 
-    /// Open objects hold the cursor back to the slice of their first record, and the dedup
-    /// memory must reach back to the overlap before the cursor. In a long backlog that memory
-    /// would grow with the run (and the state past DynamoDB's 400 KB item): past a bound, store
-    /// every open object, so the cursor moves up to the last complete slice and the memory
-    /// shrinks to the overlap.
+    /// Open objects hold the cursor back to the slice of their first record. Slices go forward
+    /// in time: a date the read has left behind gets no more records, so its object is complete;
+    /// storing it at once lets the cursor follow the read (and the dedup memory, which reaches
+    /// back to the overlap before the cursor, stay near the overlap's size) instead of holding
+    /// it back for the rest of the run. Within one date an object closes at
+    /// `max_object_records`. What the overlap itself holds has no bound (a bulk job can put
+    /// 100k versions in it); a store with bounded items keeps that in chunks (`ChunkedSave`).
     async fn keep_state_small(&mut self) -> Result<(), EngineError> {
-        // Slices go forward in time: a date the read has left behind gets no more records, so
-        // its object is complete (and it would hold the cursor back for the rest of the run).
         let today = self.completed_cursor.date_naive();
         let finished: Vec<_> = self
             .batches
@@ -319,17 +317,6 @@ where
             .collect();
         for which in finished {
             self.store_batch(which).await?;
-        }
-        if self.state.seen.len() + self.buffered.len() <= self.settings.max_remembered_versions {
-            return Ok(());
-        }
-        let open: Vec<_> = self.batches.keys().copied().collect();
-        for which in open {
-            self.store_batch(which).await?;
-        }
-        if self.state.seen.len() > self.settings.max_remembered_versions {
-            // Stored nothing (no open object) or still above: save, which prunes the memory.
-            self.save().await?;
         }
         Ok(())
     }
@@ -358,7 +345,7 @@ where
         }
         let keep_from = self.state.next_window_start(self.settings.overlap);
         self.state.seen.prune_before(keep_from);
-        let revision = self.ports.store.save(&self.state, self.revision.as_ref()).await?;
+        let revision = self.ports.store.save(&mut self.state, self.revision.as_ref()).await?;
         self.revision = Some(revision);
         Ok(())
     }
@@ -391,7 +378,7 @@ where
             .map_err(|error| EngineError::Output { key: key.clone(), error })?;
 
         for entry in &entries {
-            self.buffered.remove(*entry);
+            self.buffered.remove(entry);
         }
         self.state.seen.extend(entries);
         self.state.pending = None;

@@ -14,6 +14,10 @@ pub enum EngineError {
         "storing object `{key}` failed: {error}; the next run checks whether it landed and writes nothing twice"
     )]
     Output { key: String, error: SinkError },
+    #[error(
+        "checking whether object `{key}` from an interrupted run landed was refused (403). Without s3:ListBucket on the bucket, S3 answers 403 instead of 404 for an object that does not exist, so the run cannot tell whether those alerts were written. Grant the function's role s3:ListBucket on the bucket (limited with an s3:prefix condition to the output, quarantine and control prefixes, as the template does); nothing was changed, and the next run recovers once it can tell. ({error})"
+    )]
+    RecoveryCheckForbidden { key: String, error: SinkError },
     #[error("compressing a batch failed: {0}")]
     Compression(#[from] std::io::Error),
     #[error(
@@ -35,8 +39,10 @@ impl EngineError {
             },
             EngineError::MalformedPage { .. } => "GraphMalformedPageError",
             EngineError::State(StoreError::Conflict) => "StateConflictError",
+            EngineError::State(StoreError::TooLarge { .. }) => "StateTooLargeError",
             EngineError::State(_) => "StateError",
             EngineError::Output { .. } => "OutputError",
+            EngineError::RecoveryCheckForbidden { .. } => "RecoveryCheckForbiddenError",
             EngineError::Compression(_) => "OutputError",
             EngineError::InstantUnreadable { .. } => "InstantUnreadableError",
         }

@@ -27,5 +27,5 @@ pub use ports::{
 };
 pub use query::{Constraint, NextLinkKind, Property, Query, classify_next_link};
 pub use settings::SyncSettings;
-pub use state::SyncState;
+pub use state::{ChunkLimits, ChunkedSave, SeenChunk, SyncState};
 pub use summary::RunSummary;

@@ -8,33 +8,74 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::ports::{Clock, ObjectSink, Revision, SinkError, StateStore, StoreError};
-use crate::state::SyncState;
+use crate::state::{ChunkLimits, SyncState};
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A state store with revision checks; `fail_after_saves(n)` makes the (n+1)-th save fail.
-#[derive(Default)]
+/// A state store with revision checks; `fail_after_saves(n)` makes the (n+1)-th save fail. It
+/// stores the head-and-chunks form (`ChunkedSave`) with small limits, so every engine test also
+/// proves the engine across spills, chunk reads and chunk drops.
 pub struct MemoryStore {
-    inner: Mutex<Option<(SyncState, u64)>>,
+    inner: Mutex<Option<(String, u64)>>,
+    chunks: Mutex<BTreeMap<String, Vec<u8>>>,
+    limits: ChunkLimits,
+    next_chunk: AtomicUsize,
     saves: AtomicUsize,
     largest: AtomicUsize,
     fail_from_save: Mutex<Option<usize>>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_limits(ChunkLimits { head_entries: 200, chunk_bytes: 1_000 })
+    }
+}
+
 impl MemoryStore {
+    pub fn with_limits(limits: ChunkLimits) -> Self {
+        Self {
+            inner: Mutex::new(None),
+            chunks: Mutex::new(BTreeMap::new()),
+            limits,
+            next_chunk: AtomicUsize::new(0),
+            saves: AtomicUsize::new(0),
+            largest: AtomicUsize::new(0),
+            fail_from_save: Mutex::new(None),
+        }
+    }
+
+    fn read(&self) -> Result<Option<(SyncState, u64)>, StoreError> {
+        let Some((head, revision)) = lock(&self.inner).clone() else { return Ok(None) };
+        let mut state =
+            SyncState::from_head_json(&head).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let chunks = lock(&self.chunks);
+        for chunk in state.seen_chunks.clone() {
+            let bytes = chunks
+                .get(&chunk.id)
+                .ok_or_else(|| StoreError::Corrupt(format!("dedup chunk {} is missing", chunk.id)))?;
+            state.absorb_chunk(&chunk.id, bytes).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        }
+        Ok(Some((state, revision)))
+    }
+
     pub fn state(&self) -> Option<SyncState> {
-        lock(&self.inner).as_ref().map(|(state, _)| state.clone())
+        self.read().ok().flatten().map(|(state, _)| state)
     }
 
     pub fn saves(&self) -> usize {
         self.saves.load(Ordering::SeqCst)
     }
 
-    /// The largest state saved so far, in bytes of its stored (JSON) form.
+    /// The largest head saved so far, in bytes of its stored (JSON) form.
     pub fn largest_state_bytes(&self) -> usize {
         self.largest.load(Ordering::SeqCst)
+    }
+
+    /// Chunks stored now.
+    pub fn chunk_count(&self) -> usize {
+        lock(&self.chunks).len()
     }
 
     /// Saves after the first `n` (counted from now) fail, as if the process died.
@@ -49,24 +90,30 @@ impl MemoryStore {
 
 impl StateStore for MemoryStore {
     async fn load(&self) -> Result<Option<(SyncState, Revision)>, StoreError> {
-        Ok(lock(&self.inner).as_ref().map(|(state, revision)| (state.clone(), Revision(*revision))))
+        Ok(self.read()?.map(|(state, revision)| (state, Revision(revision))))
     }
 
-    async fn save(&self, state: &SyncState, expected: Option<&Revision>) -> Result<Revision, StoreError> {
+    async fn save(&self, state: &mut SyncState, expected: Option<&Revision>) -> Result<Revision, StoreError> {
         if lock(&self.fail_from_save).is_some_and(|from| self.saves() >= from) {
             return Err(StoreError::Unavailable("injected failure".into()));
         }
+        let save = state.plan_chunked_save(self.limits, || {
+            format!("chunk-{}", self.next_chunk.fetch_add(1, Ordering::SeqCst))
+        });
         let mut inner = lock(&self.inner);
         let current = inner.as_ref().map(|(_, revision)| *revision);
         if current != expected.map(|revision| revision.0) {
             return Err(StoreError::Conflict);
         }
         let next = current.unwrap_or(0) + 1;
-        // Round-trip through the stored form so tests exercise it.
-        let text = state.to_json();
-        self.largest.fetch_max(text.len(), Ordering::SeqCst);
-        let stored = SyncState::from_json(&text).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-        *inner = Some((stored, next));
+        self.largest.fetch_max(save.head.len(), Ordering::SeqCst);
+        let mut chunks = lock(&self.chunks);
+        chunks.extend(save.new_chunks.iter().cloned());
+        *inner = Some((save.head.clone(), next));
+        for id in &save.dropped_chunks {
+            chunks.remove(id);
+        }
+        state.chunked_save_done(&save);
         self.saves.fetch_add(1, Ordering::SeqCst);
         Ok(Revision(next))
     }
@@ -98,7 +145,7 @@ impl ObjectSink for MemorySink {
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), SinkError> {
         let attempt = self.puts.fetch_add(1, Ordering::SeqCst);
         if lock(&self.fail_from_put).is_some_and(|from| attempt >= from) {
-            return Err(SinkError("injected put failure".into()));
+            return Err(SinkError::new("injected put failure"));
         }
         lock(&self.objects).insert(key.to_owned(), body);
         Ok(())

@@ -79,6 +79,11 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the stored sync state is corrupt: {0}")]
     Corrupt(String),
+    /// Checked before the write, so a limit is this error, never the store's refusal.
+    #[error(
+        "the sync state item {item} would be {bytes} bytes, over the store's limit of {limit}; nothing was written"
+    )]
+    TooLarge { item: String, bytes: usize, limit: usize },
 }
 
 /// Where the sync state lives. Every save is conditional on the revision last seen.
@@ -86,16 +91,32 @@ pub trait StateStore: Send + Sync {
     fn load(&self) -> impl Future<Output = Result<Option<(SyncState, Revision)>, StoreError>> + Send;
 
     /// Saves `state` if the stored revision is still `expected` (`None`: nothing stored yet).
+    /// A store that keeps the dedup memory in chunks records them in `state.seen_chunks`.
     fn save(
         &self,
-        state: &SyncState,
+        state: &mut SyncState,
         expected: Option<&Revision>,
     ) -> impl Future<Output = Result<Revision, StoreError>> + Send;
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct SinkError(pub String);
+#[error("{message}")]
+pub struct SinkError {
+    pub message: String,
+    /// The store refused the caller (S3's 403). For an existence check this is how S3 answers a
+    /// missing object to a caller without `s3:ListBucket`, so the engine says exactly that.
+    pub forbidden: bool,
+}
+
+impl SinkError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), forbidden: false }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self { message: message.into(), forbidden: true }
+    }
+}
 
 /// Where objects go (S3, a local folder).
 pub trait ObjectSink: Send + Sync {

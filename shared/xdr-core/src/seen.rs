@@ -1,9 +1,11 @@
 //! The dedup memory: which alert versions were already written.
 //!
 //! Kept per minute of `lastUpdateDateTime` so it can be pruned by time: only versions that a later
-//! window can re-read (those at or after the next window's start) need remembering. At a sustained
-//! 1,000 updates a minute and a 15-minute overlap that is ~20k entries, 8 bytes each: ~160 KB
-//! encoded, inside one DynamoDB item (400 KB).
+//! window can re-read (those at or after the next window's start) need remembering. That has no
+//! bound: a bulk job that touches 100k alerts in ten minutes puts 100k versions inside the
+//! overlap. So the memory also knows which entries are new since it was last *spilled* into
+//! immutable chunks (see `state::ChunkedSave`): a store whose items are bounded keeps those
+//! chunks apart and only the new entries in its small head item.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -14,10 +16,21 @@ use crate::fingerprint::version_fingerprint;
 const ENCODING_VERSION: u8 = 1;
 
 /// A set of alert-version fingerprints bucketed by the minute of their `lastUpdateDateTime`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct SeenVersions {
     buckets: BTreeMap<i64, HashSet<u64>>,
+    /// Entries inserted since the last spill, in insertion order: the ones in no chunk yet.
+    unspilled: Vec<SeenEntry>,
 }
+
+/// Two memories are equal when they remember the same versions, however they are stored.
+impl PartialEq for SeenVersions {
+    fn eq(&self, other: &Self) -> bool {
+        self.buckets == other.buckets
+    }
+}
+
+impl Eq for SeenVersions {}
 
 /// One remembered version: the minute bucket it lives in and its fingerprint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,7 +59,33 @@ impl SeenVersions {
 
     /// Returns true when the entry was not there before.
     pub fn insert(&mut self, entry: SeenEntry) -> bool {
-        self.buckets.entry(entry.minute).or_default().insert(entry.fingerprint)
+        let new = self.buckets.entry(entry.minute).or_default().insert(entry.fingerprint);
+        if new {
+            self.unspilled.push(entry);
+        }
+        new
+    }
+
+    /// Takes in entries read back from a chunk: remembered, and already spilled.
+    pub fn absorb_spilled(&mut self, chunk: SeenVersions) {
+        for (minute, bucket) in chunk.buckets {
+            self.buckets.entry(minute).or_default().extend(bucket);
+        }
+    }
+
+    /// The entries in no chunk yet.
+    pub fn unspilled(&self) -> &[SeenEntry] {
+        &self.unspilled
+    }
+
+    /// Marks every entry as spilled (stored in chunks).
+    pub fn mark_spilled(&mut self) {
+        self.unspilled = Vec::new();
+    }
+
+    /// The first minute remembered, if any.
+    pub fn first_minute(&self) -> Option<i64> {
+        self.buckets.keys().next().copied()
     }
 
     pub fn remove(&mut self, entry: SeenEntry) {
@@ -81,8 +120,49 @@ impl SeenVersions {
     /// Forgets versions whose whole minute lies before `cutoff`. Entries in the minute that
     /// contains `cutoff` are kept: remembering a little too much is harmless.
     pub fn prune_before(&mut self, cutoff: DateTime<Utc>) {
-        let first_kept_minute = cutoff.timestamp().div_euclid(60);
+        self.prune_before_minute(cutoff.timestamp().div_euclid(60));
+    }
+
+    /// Forgets every minute before `first_kept_minute`.
+    pub fn prune_before_minute(&mut self, first_kept_minute: i64) {
         self.buckets = self.buckets.split_off(&first_kept_minute);
+        self.unspilled.retain(|entry| entry.minute >= first_kept_minute);
+    }
+
+    /// `entries` in the binary form of `to_bytes`, cut into pieces of at most `max_bytes` each
+    /// (one minute may span pieces).
+    pub fn encode_in_pieces(entries: &[SeenEntry], max_bytes: usize) -> Vec<Vec<u8>> {
+        let mut sorted = entries.to_vec();
+        sorted.sort_unstable_by_key(|entry| (entry.minute, entry.fingerprint));
+        sorted.dedup();
+        // Header (1) + one minute's header (12) + one fingerprint (8) must fit.
+        let max_bytes = max_bytes.max(21);
+        let mut pieces = Vec::new();
+        let mut piece = SeenVersions::default();
+        let mut piece_bytes = 1;
+        for entry in sorted {
+            let cost = if piece.buckets.contains_key(&entry.minute) { 8 } else { 20 };
+            if piece_bytes + cost > max_bytes {
+                pieces.push(piece.to_bytes());
+                piece = SeenVersions::default();
+                piece_bytes = 1;
+            }
+            piece_bytes += if piece.buckets.contains_key(&entry.minute) { 8 } else { 20 };
+            piece.buckets.entry(entry.minute).or_default().insert(entry.fingerprint);
+        }
+        if !piece.buckets.is_empty() {
+            pieces.push(piece.to_bytes());
+        }
+        pieces
+    }
+
+    /// The binary form of just `entries` (as `to_bytes` would encode a memory of them).
+    pub fn encode_entries(entries: &[SeenEntry]) -> Vec<u8> {
+        let mut only = SeenVersions::default();
+        for entry in entries {
+            only.buckets.entry(entry.minute).or_default().insert(entry.fingerprint);
+        }
+        only.to_bytes()
     }
 
     /// Compact, deterministic binary form: version byte, then per bucket (ascending minute):
@@ -108,6 +188,7 @@ impl SeenVersions {
             return Err(SeenDecodeError("unknown encoding version"));
         }
         let mut seen = SeenVersions::default();
+        let mut decoded = Vec::new();
         while !rest.is_empty() {
             let minute = i64::from_le_bytes(take::<8>(&mut rest)?);
             let count = u32::from_le_bytes(take::<4>(&mut rest)?) as usize;
@@ -116,9 +197,14 @@ impl SeenVersions {
             }
             let bucket = seen.buckets.entry(minute).or_default();
             for _ in 0..count {
-                bucket.insert(u64::from_le_bytes(take::<8>(&mut rest)?));
+                let fingerprint = u64::from_le_bytes(take::<8>(&mut rest)?);
+                if bucket.insert(fingerprint) {
+                    decoded.push(SeenEntry { minute, fingerprint });
+                }
             }
         }
+        // Decoded entries are in no chunk: a store that spills decides that, not the encoding.
+        seen.unspilled = decoded;
         Ok(seen)
     }
 }

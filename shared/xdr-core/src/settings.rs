@@ -11,12 +11,11 @@ pub const DEFAULT_MAX_PAGES_PER_SLICE: u32 = 10;
 /// The Graph security API's documented `$skip` limit (`$skip=501` is answered with HTTP 400).
 pub const DEFAULT_MAX_SKIP: u32 = 500;
 pub const DEFAULT_MAX_OBJECT_BYTES: usize = 32 * 1024 * 1024;
-/// The state holds about 12 bytes per version it remembers or announces, and must fit one
-/// DynamoDB item (400 KB). At most one object is announced at a time (6,000 records: 24 MB of
-/// typical 4 KB alerts), and the remembered versions exceed their bound by at most one object
-/// and one slice: about 18,000 versions, 220 KB, in the worst case.
+/// An object's versions are announced in the state's head before its put (8 bytes each), and
+/// the head must fit one DynamoDB item (400 KB) beside the unspilled dedup entries
+/// (`ChunkLimits`). At most one object is announced at a time: 6,000 records (24 MB of typical
+/// 4 KB alerts), about 64 KB of the head.
 pub const DEFAULT_MAX_OBJECT_RECORDS: usize = 6_000;
-pub const DEFAULT_MAX_REMEMBERED_VERSIONS: usize = 6_000;
 pub const DEFAULT_FINISH_RESERVE_MILLIS: i64 = 800;
 
 #[derive(Debug, Clone)]
@@ -39,9 +38,6 @@ pub struct SyncSettings {
     /// Records at which an object is closed and stored: an object's versions are announced in
     /// the state before its put, and the state must fit one DynamoDB item (400 KB).
     pub max_object_records: usize,
-    /// Versions remembered for dedup (committed plus buffered) above which every open object is
-    /// stored, so the cursor can advance and the state shrinks back to the overlap.
-    pub max_remembered_versions: usize,
     /// Where the first run starts; `None`: at the first run's start, reading no past records.
     pub backfill_start: Option<DateTime<Utc>>,
     /// Time kept back before the deadline to store buffered objects and save state.
@@ -63,7 +59,6 @@ impl SyncSettings {
             accept_incomplete_instants: Vec::new(),
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             max_object_records: DEFAULT_MAX_OBJECT_RECORDS,
-            max_remembered_versions: DEFAULT_MAX_REMEMBERED_VERSIONS,
             backfill_start: None,
             finish_reserve: TimeDelta::milliseconds(DEFAULT_FINISH_RESERVE_MILLIS),
             window_end: None,

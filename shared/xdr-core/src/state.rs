@@ -36,8 +36,56 @@ pub struct SyncState {
     /// An instant too dense to page through, whose split was under way when a run stopped: the
     /// next run reads only the parts still pending. Always at or after the cursor.
     pub instant: Option<InstantProgress>,
+    /// Where the spilled part of `seen` is stored, for stores that keep it apart (see
+    /// `ChunkedSave`). Empty for stores that keep everything in one place.
+    pub seen_chunks: Vec<SeenChunk>,
+    /// With chunks: the first minute the memory held at the last save. A chunk may reach back
+    /// before it (pruning drops whole chunks only); its older entries are not read back.
+    seen_from_minute: Option<i64>,
 }
 
+/// One immutable piece of the dedup memory, stored apart from the state's head item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenChunk {
+    /// The store's name for it (unique: never reused, never rewritten).
+    pub id: String,
+    /// The newest minute it holds: once the memory is pruned past it, the chunk is dropped.
+    pub last_minute: i64,
+    pub entries: usize,
+}
+
+/// Limits for the head-and-chunks form of the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLimits {
+    /// At most this many unspilled entries stay in the head; more are spilled into chunks.
+    pub head_entries: usize,
+    /// Encoded bytes per chunk.
+    pub chunk_bytes: usize,
+}
+
+impl ChunkLimits {
+    /// For DynamoDB (400 KB per item): the head keeps up to 12,000 entries (~128 KB of base64)
+    /// beside an announced object (6,000 entries, ~64 KB) and the rest of the state; a chunk is a
+    /// binary attribute of at most 350,000 bytes.
+    pub const DYNAMODB: ChunkLimits = ChunkLimits { head_entries: 12_000, chunk_bytes: 350_000 };
+}
+
+/// One save in the head-and-chunks form: put the new chunks, then the head (conditionally), then
+/// delete the dropped chunks. Chunks are immutable and named once, so a save that fails after
+/// putting chunks leaves only unreferenced chunks behind, never a head that points at something
+/// else; and the head never references a chunk that was not stored first.
+#[derive(Debug, Clone)]
+pub struct ChunkedSave {
+    /// The head's stored form (JSON).
+    pub head: String,
+    /// Chunks to store before the head: (id, encoded entries).
+    pub new_chunks: Vec<(String, Vec<u8>)>,
+    /// Chunks the head no longer references (all their minutes are pruned): delete after it.
+    pub dropped_chunks: Vec<String>,
+    directory: Vec<SeenChunk>,
+    spilled: bool,
+    seen_from_minute: Option<i64>,
+}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingObject {
     pub key: String,
@@ -57,6 +105,8 @@ impl SyncState {
             written_objects: 0,
             slice_hint: None,
             instant: None,
+            seen_chunks: Vec::new(),
+            seen_from_minute: None,
         }
     }
 
@@ -98,6 +148,11 @@ struct StoredSyncState {
     written_objects: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     instant: Option<InstantProgress>,
+    /// The head-and-chunks form: `seen` holds only the unspilled entries, these the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    seen_chunks: Vec<SeenChunk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seen_from_minute: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -113,13 +168,24 @@ pub struct StateDecodeError(String);
 const SCHEMA: u32 = 1;
 
 impl SyncState {
+    /// The whole state in one JSON document (a store without a size limit).
     pub fn to_json(&self) -> String {
+        self.stored_json(self.seen.to_bytes(), self.seen.len(), Vec::new(), None)
+    }
+
+    fn stored_json(
+        &self,
+        seen: Vec<u8>,
+        seen_count: usize,
+        seen_chunks: Vec<SeenChunk>,
+        seen_from_minute: Option<i64>,
+    ) -> String {
         let stored = StoredSyncState {
             schema: SCHEMA,
             floor: self.floor,
             cursor: self.cursor,
-            seen: BASE64.encode(self.seen.to_bytes()),
-            seen_count: self.seen.len(),
+            seen: BASE64.encode(seen),
+            seen_count,
             pending: self.pending.as_ref().map(|pending| StoredPending {
                 key: pending.key.clone(),
                 seen: BASE64.encode(pending.entries.to_bytes()),
@@ -129,9 +195,85 @@ impl SyncState {
             written_alerts: self.written_alerts,
             written_objects: self.written_objects,
             instant: self.instant.clone(),
+            seen_chunks,
+            seen_from_minute,
         };
         // Serialising plain strings, numbers and timestamps cannot fail.
         serde_json::to_string(&stored).unwrap_or_default()
+    }
+
+    /// Plans a save in the head-and-chunks form: the head keeps the entries spilled into no
+    /// chunk yet while they are few; past `limits.head_entries` they become new chunks. Chunks
+    /// whose every minute the memory has pruned are dropped. `new_id` names each new chunk.
+    pub fn plan_chunked_save(&self, limits: ChunkLimits, mut new_id: impl FnMut() -> String) -> ChunkedSave {
+        // Pruning is by whole minutes, so a chunk is dead exactly when its newest minute is
+        // older than the oldest one still remembered.
+        let first_minute = self.seen.first_minute();
+        // Entries of kept chunks older than this are not read back.
+        let from_minute = first_minute;
+        let (mut directory, dropped): (Vec<SeenChunk>, Vec<SeenChunk>) = self
+            .seen_chunks
+            .iter()
+            .cloned()
+            .partition(|chunk| first_minute.is_some_and(|first| chunk.last_minute >= first));
+        let unspilled = self.seen.unspilled();
+        let spilled = unspilled.len() > limits.head_entries;
+        let mut new_chunks = Vec::new();
+        let head = if spilled {
+            for bytes in SeenVersions::encode_in_pieces(unspilled, limits.chunk_bytes) {
+                let piece = SeenVersions::from_bytes(&bytes).unwrap_or_default();
+                let id = new_id();
+                directory.push(SeenChunk {
+                    id: id.clone(),
+                    last_minute: piece.entries().map(|entry| entry.minute).max().unwrap_or(i64::MIN),
+                    entries: piece.len(),
+                });
+                new_chunks.push((id, bytes));
+            }
+            self.stored_json(SeenVersions::default().to_bytes(), 0, directory.clone(), from_minute)
+        } else {
+            self.stored_json(
+                SeenVersions::encode_entries(unspilled),
+                unspilled.len(),
+                directory.clone(),
+                from_minute,
+            )
+        };
+        ChunkedSave {
+            head,
+            new_chunks,
+            dropped_chunks: dropped.into_iter().map(|chunk| chunk.id).collect(),
+            directory,
+            spilled,
+            seen_from_minute: from_minute,
+        }
+    }
+
+    /// Records a chunked save that succeeded: its chunks are now where the memory's spilled part
+    /// lives.
+    pub fn chunked_save_done(&mut self, save: &ChunkedSave) {
+        if save.spilled {
+            self.seen.mark_spilled();
+        }
+        self.seen_chunks = save.directory.clone();
+        self.seen_from_minute = save.seen_from_minute;
+    }
+
+    /// Reads a head written by `plan_chunked_save` (or a whole state from `to_json`). Its
+    /// `seen_chunks` name the chunks to read back with `absorb_chunk`.
+    pub fn from_head_json(text: &str) -> Result<Self, StateDecodeError> {
+        Self::from_json(text)
+    }
+
+    /// Adds a chunk's entries (read back from the store) to the memory.
+    pub fn absorb_chunk(&mut self, id: &str, bytes: &[u8]) -> Result<(), StateDecodeError> {
+        let mut chunk = SeenVersions::from_bytes(bytes)
+            .map_err(|error| StateDecodeError(format!("dedup chunk {id}: {error}")))?;
+        if let Some(first) = self.seen_from_minute {
+            chunk.prune_before_minute(first);
+        }
+        self.seen.absorb_spilled(chunk);
+        Ok(())
     }
 
     pub fn from_json(text: &str) -> Result<Self, StateDecodeError> {
@@ -157,6 +299,8 @@ impl SyncState {
             written_alerts: stored.written_alerts,
             written_objects: stored.written_objects,
             instant: stored.instant,
+            seen_chunks: stored.seen_chunks,
+            seen_from_minute: stored.seen_from_minute,
         })
     }
 }
@@ -203,6 +347,62 @@ mod tests {
         let back = SyncState::from_json(&state.to_json()).unwrap();
         assert_eq!(back, state);
         assert!(SyncState::from_json("{}").is_err());
+    }
+
+    #[test]
+    fn a_chunked_save_spills_reloads_and_drops_chunks() {
+        let t = parse_instant("2026-11-28T06:00:00Z").unwrap();
+        let limits = ChunkLimits { head_entries: 100, chunk_bytes: 2_000 };
+        let mut stored_chunks: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+        let mut n = 0;
+        let mut state = SyncState::first_run(t);
+        let mut save = |state: &mut SyncState, chunks: &mut std::collections::BTreeMap<String, Vec<u8>>| {
+            let save = state.plan_chunked_save(limits, || {
+                n += 1;
+                format!("c{n}")
+            });
+            chunks.extend(save.new_chunks.iter().cloned());
+            for id in &save.dropped_chunks {
+                chunks.remove(id);
+            }
+            state.chunked_save_done(&save);
+            save.head
+        };
+        let reload = |head: &str, chunks: &std::collections::BTreeMap<String, Vec<u8>>| {
+            let mut back = SyncState::from_head_json(head).unwrap();
+            for chunk in back.seen_chunks.clone() {
+                back.absorb_chunk(&chunk.id, &chunks[&chunk.id]).unwrap();
+            }
+            back
+        };
+        // Below the limit: everything stays in the head.
+        for i in 0..50 {
+            state.seen.insert(SeenEntry::new(&format!("a{i}"), t + TimeDelta::seconds(i)));
+        }
+        let head = save(&mut state, &mut stored_chunks);
+        assert!(stored_chunks.is_empty());
+        assert_eq!(reload(&head, &stored_chunks), state);
+        // Past it: spilled into chunks of at most 2,000 bytes, the head keeps none.
+        for i in 0..1_000 {
+            state.seen.insert(SeenEntry::new(&format!("b{i}"), t + TimeDelta::seconds(i)));
+        }
+        let head = save(&mut state, &mut stored_chunks);
+        assert!(stored_chunks.len() >= 5 && stored_chunks.values().all(|c| c.len() <= 2_000));
+        assert!(head.len() < 1_000, "{}", head.len());
+        assert!(state.seen.unspilled().is_empty());
+        let back = reload(&head, &stored_chunks);
+        assert_eq!(back, state);
+        assert_eq!(back.seen.len(), 1_050);
+        // New entries go to the head again; pruning drops the chunks it has passed.
+        state.seen.insert(SeenEntry::new("late", t + TimeDelta::hours(2)));
+        state.seen.prune_before(t + TimeDelta::minutes(10));
+        let head = save(&mut state, &mut stored_chunks);
+        let back = reload(&head, &stored_chunks);
+        assert_eq!(back, state);
+        assert!(stored_chunks.len() < 5, "chunks wholly before the cutoff are dropped");
+        state.seen.prune_before(t + TimeDelta::hours(1));
+        save(&mut state, &mut stored_chunks);
+        assert!(stored_chunks.is_empty());
     }
 
     #[test]

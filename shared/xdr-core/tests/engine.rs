@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
+use xdr_core::memory::MemoryStore;
 use xdr_core::timeutil::format_filter_instant;
-use xdr_core::{Clock, EngineError, Ports, RunRequest, run_sync};
+use xdr_core::{ChunkLimits, Clock, EngineError, Ports, RunRequest, run_sync};
 use xdr_simulator::graph::GraphMode;
 
 const MODES: [GraphMode; 7] = GraphMode::ALL;
@@ -325,29 +326,38 @@ async fn a_bounded_window_writes_only_its_range_and_then_nothing() {
     }
 }
 
-/// A long backlog in one run: open objects hold the cursor back, and the dedup memory reaches
-/// back to the overlap before the cursor. Without a bound the state grows with the objects (on
-/// AWS, past DynamoDB's 400 KB item, and every run would then fail). With it, it stays small.
+/// A bulk job touches 20,000 alerts inside ten minutes: every one of them is inside the overlap,
+/// so the dedup memory cannot shrink below them however objects are stored. The head of the state
+/// stays within its bound (the rest is in chunks), scheduled runs after it write nothing and keep
+/// succeeding, and once the burst leaves the overlap its chunks are dropped.
 #[tokio::test]
-async fn a_long_backlog_keeps_the_state_small() {
-    async fn largest_state(max_remembered_versions: usize) -> usize {
-        let mut world = World::new();
-        world.settings.max_object_records = 4_000;
-        world.settings.max_remembered_versions = max_remembered_versions;
-        let mut expected = Vec::new();
-        // 12,000 versions in 12 hours of one day: large objects fill slowly, slice after slice.
-        let start = t("2026-11-27T02:00:00Z");
-        for (i, id) in ids("backlog", 12_000).enumerate() {
-            let at = start + TimeDelta::milliseconds(i as i64 * 3_600);
-            expected.push(world.graph.add(&id, at, at));
-        }
-        world.run().await;
-        world.assert_exactly(&expected);
-        world.store.largest_state_bytes()
+async fn a_burst_inside_the_overlap_keeps_the_state_head_bounded() {
+    let mut world = World::new();
+    world.store = MemoryStore::with_limits(ChunkLimits { head_entries: 2_000, chunk_bytes: 40_000 });
+    world.settings.page_size = 1000;
+    let start = t(T0) - TimeDelta::minutes(12);
+    let mut expected = Vec::new();
+    for (i, id) in ids("burst", 20_000).enumerate() {
+        let at = start + TimeDelta::milliseconds(i as i64 * 30);
+        expected.push(world.graph.add(&id, at, at));
     }
-    let bounded = largest_state(1_000).await;
-    let unbounded = largest_state(usize::MAX).await;
-    assert!(unbounded > 2 * bounded, "bounded {bounded} bytes, unbounded {unbounded} bytes");
+    world.run().await;
+    world.assert_exactly(&expected);
+    let remembered = world.store.state().unwrap().seen.len();
+    assert!(remembered >= 20_000, "the whole burst is remembered: {remembered}");
+    assert!(world.store.chunk_count() > 0, "most of it in chunks");
+    // Head: at most 2,000 unspilled entries and one announced object (6,000), in base64 JSON.
+    let bound = (2_000 + 6_000) * 8 * 4 / 3 + 4_096;
+    let largest = world.store.largest_state_bytes();
+    assert!(largest < bound, "head {largest} bytes, bound {bound}");
+    for _ in 0..5 {
+        world.clock.advance(TimeDelta::minutes(5));
+        let next = world.run().await;
+        assert_eq!(next.alerts_written, 0, "{next:?}");
+    }
+    world.assert_exactly(&expected);
+    assert_eq!(world.store.chunk_count(), 0, "chunks of minutes past the overlap are dropped");
+    assert!(world.store.largest_state_bytes() < bound);
 }
 
 /// A bulk job creates 5,000 alerts at one 100 ns instant (so `createdDateTime` is the same for

@@ -21,7 +21,7 @@ impl DirSink {
         let relative = Path::new(key);
         let plain = relative.components().all(|component| matches!(component, Component::Normal(_)));
         if key.is_empty() || !plain {
-            return Err(SinkError(format!("object key `{key}` is not a plain relative path")));
+            return Err(SinkError::new(format!("object key `{key}` is not a plain relative path")));
         }
         Ok(self.root.join(relative))
     }
@@ -40,14 +40,14 @@ impl ObjectSink for DirSink {
             tokio::fs::rename(&temporary, &path).await
         }
         .await;
-        result.map_err(|error| SinkError(format!("writing {}: {error}", path.display())))
+        result.map_err(|error| SinkError::new(format!("writing {}: {error}", path.display())))
     }
 
     async fn exists(&self, key: &str) -> Result<bool, SinkError> {
         let path = self.path_of(key)?;
         tokio::fs::try_exists(&path)
             .await
-            .map_err(|error| SinkError(format!("checking {}: {error}", path.display())))
+            .map_err(|error| SinkError::new(format!("checking {}: {error}", path.display())))
     }
 }
 

@@ -67,14 +67,25 @@ impl FileStateStore {
         Ok(file)
     }
 
-    fn save_blocking(&self, state: &SyncState, expected: Option<u64>) -> Result<Revision, StoreError> {
+    /// The stored revision alone (the state itself is not decoded).
+    fn read_revision(&self) -> Result<Option<u64>, StoreError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(self.unavailable("reading", error)),
+        };
+        let stored: StoredIn = serde_json::from_str(&text)
+            .map_err(|error| StoreError::Corrupt(format!("{}: {error}", self.path.display())))?;
+        Ok(Some(stored.revision))
+    }
+
+    fn save_blocking(&self, state_json: String, expected: Option<u64>) -> Result<Revision, StoreError> {
         let _lock = self.lock()?;
-        let current = self.read()?.map(|(_, revision)| revision);
+        let current = self.read_revision()?;
         if current != expected {
             return Err(StoreError::Conflict);
         }
         let next = current.unwrap_or(0) + 1;
-        let state_json = state.to_json();
         let raw =
             RawValue::from_string(state_json).map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let text = serde_json::to_string(&StoredOut { revision: next, state: &raw })
@@ -97,11 +108,12 @@ impl StateStore for FileStateStore {
         Ok(loaded.map(|(state, revision)| (state, Revision(revision))))
     }
 
-    async fn save(&self, state: &SyncState, expected: Option<&Revision>) -> Result<Revision, StoreError> {
+    async fn save(&self, state: &mut SyncState, expected: Option<&Revision>) -> Result<Revision, StoreError> {
+        // A file has no size limit: the whole state, dedup memory included, in one document.
         let store = self.clone();
-        let state = state.clone();
+        let state_json = state.to_json();
         let expected = expected.map(|revision| revision.0);
-        tokio::task::spawn_blocking(move || store.save_blocking(&state, expected))
+        tokio::task::spawn_blocking(move || store.save_blocking(state_json, expected))
             .await
             .map_err(|error| StoreError::Unavailable(error.to_string()))?
     }
@@ -117,11 +129,11 @@ mod tests {
         let store = FileStateStore::new(dir.path().join("state/sync.json"));
         assert!(store.load().await.unwrap().is_none());
         let t = xdr_core::timeutil::parse_instant("2026-11-28T06:00:00Z").unwrap();
-        let state = SyncState::first_run(t);
-        let first = store.save(&state, None).await.unwrap();
-        assert!(matches!(store.save(&state, None).await, Err(StoreError::Conflict)));
-        let second = store.save(&state, Some(&first)).await.unwrap();
-        assert!(matches!(store.save(&state, Some(&first)).await, Err(StoreError::Conflict)));
+        let mut state = SyncState::first_run(t);
+        let first = store.save(&mut state, None).await.unwrap();
+        assert!(matches!(store.save(&mut state, None).await, Err(StoreError::Conflict)));
+        let second = store.save(&mut state, Some(&first)).await.unwrap();
+        assert!(matches!(store.save(&mut state, Some(&first)).await, Err(StoreError::Conflict)));
         let (loaded, revision) = store.load().await.unwrap().unwrap();
         assert_eq!(loaded, state);
         assert_eq!(revision, second);

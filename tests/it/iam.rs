@@ -1,0 +1,92 @@
+//! The functions under the template's own IAM policies, in a stand-in that enforces IAM (moto)
+//! and answers a missing key with 403 to a caller that may not list the bucket (as S3 does).
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use serde_json::json;
+use xdr_simulator::{SimOptions, SimTenant};
+use xdr_tests::assert_exactly;
+use xdr_tests::aws_fault_proxy::PutFault;
+use xdr_tests::deployment::Deployment;
+use xdr_tests::iam::IamStandIn;
+use xdr_tests::runtime_api::Outcome;
+
+const PREFIX: &str = "defender-xdr/alerts/";
+
+fn tenant(seed: u64) -> SimTenant {
+    SimTenant::with_history(seed, Utc::now() - TimeDelta::hours(1), TimeDelta::days(2), 300)
+}
+
+/// Every call both functions make is one the template grants (moto refuses any other), and the
+/// recovery after a failed put can tell "never landed" (404) from "forbidden".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_functions_run_under_the_templates_own_policies() {
+    let tenant = tenant(501);
+    let stand_in = IamStandIn::start(&Deployment::secret_of(&tenant).to_string(), &[]).await;
+    let backfill_keys = stand_in.keys_of("BackfillFunction");
+    let IamStandIn { moto: _moto, aws, proxy, .. } = stand_in;
+    let mut deployment = Deployment::with_aws(tenant, SimOptions::default(), aws).await;
+    deployment.set("BACKFILL_START", &(Utc::now() - TimeDelta::hours(20)).to_rfc3339());
+    deployment.start();
+
+    // A put that never lands: the run fails, and the next one checks the pending object.
+    proxy.fail_puts(&[PutFault::FailBefore; 3]);
+    let failed = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    let Outcome::Error { error_type, .. } = &failed else { panic!("the put failed: {failed:?}") };
+    assert_eq!(error_type, "OutputError");
+    for _ in 0..2 {
+        let outcome = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+        let Outcome::Response(summary) = &outcome else { panic!("under the template's policy: {outcome:?}") };
+        assert_eq!(summary["complete"], json!(true), "{summary}");
+    }
+    let live = deployment.visible_now();
+
+    // The backfill, under its own policy, for the day before the live sync's start.
+    deployment.set("AWS_ACCESS_KEY_ID", &backfill_keys.0);
+    deployment.set("AWS_SECRET_ACCESS_KEY", &backfill_keys.1);
+    deployment.start_function("xdr-backfill");
+    let window = json!({"start": (Utc::now() - TimeDelta::days(2)).to_rfc3339()});
+    let outcome = deployment.invoke_backfill(&window, Duration::from_secs(60)).await;
+    let Outcome::Response(result) = &outcome else {
+        panic!("backfill under the template's policy: {outcome:?}")
+    };
+    assert_eq!(result["complete"], json!(true), "{result}");
+    assert!(!live.is_empty());
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &deployment.visible_now());
+    deployment.assert_no_secrets(&[]);
+}
+
+/// Without `s3:ListBucket` (a stack deployed from an older template, or a hand-made role), the
+/// recovery check is answered 403: a specific error that says what to grant, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_list_bucket_recovery_is_refused_with_advice_and_changes_nothing() {
+    let tenant = tenant(503);
+    let stand_in =
+        IamStandIn::start(&Deployment::secret_of(&tenant).to_string(), &["TellMissingFromForbidden"]).await;
+    let IamStandIn { moto: _moto, aws, proxy, .. } = stand_in;
+    let mut deployment = Deployment::with_aws(tenant, SimOptions::default(), aws).await;
+    deployment.start();
+    proxy.fail_puts(&[PutFault::FailBefore; 3]);
+    let failed = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    assert!(
+        matches!(&failed, Outcome::Error { error_type, .. } if error_type == "OutputError"),
+        "{failed:?}"
+    );
+
+    let items = deployment.aws.items().await;
+    let keys = deployment.aws.keys("").await;
+    for _ in 0..2 {
+        let outcome = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+        let Outcome::Error { error_type, message, .. } = &outcome else { panic!("refused: {outcome:?}") };
+        assert_eq!(error_type, "RecoveryCheckForbiddenError");
+        assert!(message.contains("s3:ListBucket") && message.contains("403"), "{message}");
+        let state_now: Vec<_> =
+            deployment.aws.items().await.into_iter().filter(|(k, _)| !k.starts_with("lease#")).collect();
+        let state_before: Vec<_> =
+            items.clone().into_iter().filter(|(k, _)| !k.starts_with("lease#")).collect();
+        assert_eq!(state_now, state_before, "the state is unchanged");
+        assert_eq!(deployment.aws.keys("").await, keys, "nothing written");
+    }
+    deployment.assert_no_secrets(&[]);
+}
