@@ -129,7 +129,7 @@ async fn a_backfill_cut_short_by_deadlines_resumes_without_gap_or_duplicate() {
         }
         assert!(invocations < 30, "no progress: {result}");
     }
-    assert!(invocations >= 3, "the deadline cut invocations short ({invocations})");
+    assert!(invocations >= 2, "the deadline cut invocations short ({invocations})");
     assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
 }
 

@@ -61,7 +61,11 @@ async fn scheduled_invocations_write_each_version_once() {
     let key = &keys_before[0];
     let head = deployment.aws.s3.head_object().bucket(&deployment.aws.bucket).key(key).send().await.unwrap();
     assert_eq!(head.content_type(), Some("application/gzip"));
-    assert!(keys_before.iter().all(|k| k.starts_with(PREFIX) && k.ends_with(".ndjson.gz")));
+    let marker = format!("defender-xdr/control/tenants/{}/sync.json", deployment.sim.tenant_id());
+    assert!(
+        keys_before.iter().all(|k| (k.starts_with(PREFIX) && k.ends_with(".ndjson.gz")) || *k == marker),
+        "{keys_before:?}"
+    );
     // One EMF metrics line per invocation, declaring what the dashboard and alarms use.
     let logs = deployment.processes[0].output();
     let emf: Vec<Value> = logs
@@ -334,4 +338,75 @@ async fn failed_puts_landed_or_not_lose_and_duplicate_nothing() {
     assert_eq!(done.response()["complete"], json!(true), "{:?}", done);
     assert!(done.response()["recovered"].as_str().unwrap_or_default().contains("had landed"), "{:?}", done);
     assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+}
+
+/// The state item deleted, or TENANT_ID changed from the tenant's domain to its GUID (same
+/// tenant, new state key): each would start over silently. The tenant's marker beside the
+/// output makes the run refuse with `TenantStateError`, writing nothing, until `xdr-sync state
+/// reset` starts over on purpose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_or_re_keyed_state_is_refused_and_nothing_is_written() {
+    let tenant = settled_tenant(47, 200);
+    let domain = tenant.domain();
+    let mut deployment = Deployment::new(tenant, SimOptions::default(), None).await;
+    let guid = deployment.sim.tenant_id();
+    deployment.set("TENANT_ID", &domain);
+    deployment.start();
+    let first = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    assert_eq!(first.response()["complete"], json!(true), "{first:?}");
+    let marker = format!("defender-xdr/control/tenants/{guid}/sync.json");
+    assert_eq!(deployment.aws.keys("defender-xdr/control/").await, vec![marker.clone()]);
+    let keys = deployment.aws.keys(PREFIX).await;
+
+    // Same tenant, named by its GUID now: a new state key.
+    deployment.stop_all();
+    deployment.set("TENANT_ID", &guid);
+    deployment.start();
+    let re_keyed = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    let Outcome::Error { error_type, message, .. } = &re_keyed else { panic!("refused: {re_keyed:?}") };
+    assert_eq!(error_type, "TenantStateError");
+    assert!(message.contains(&format!("sync#{domain}")), "names the state in use: {message}");
+    assert_eq!(deployment.aws.keys(PREFIX).await, keys, "nothing written");
+    let items = deployment.aws.items().await;
+    assert!(!items.contains_key(&format!("sync#{guid}")), "no state created: {items:?}");
+
+    // Back to the domain, then the state item lost.
+    deployment.stop_all();
+    deployment.set("TENANT_ID", &domain);
+    deployment.start();
+    let pk = format!("sync#{domain}");
+    deployment
+        .aws
+        .dynamodb
+        .delete_item()
+        .table_name(&deployment.aws.table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
+        .send()
+        .await
+        .unwrap();
+    let lost = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    let Outcome::Error { error_type, message, .. } = &lost else { panic!("refused: {lost:?}") };
+    assert_eq!(error_type, "TenantStateError");
+    assert!(message.contains("is missing") && message.contains("state reset"), "{message}");
+    assert_eq!(deployment.aws.keys(PREFIX).await, keys, "nothing written");
+
+    // Starting over on purpose: the command, with the function's own settings, on DynamoDB.
+    let cli = |args: &[&str]| {
+        let mut command = std::process::Command::new(xdr_tests::function::binary("xdr-sync"));
+        command.args(args).env_clear().envs(deployment.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command.output().unwrap()
+    };
+    let shown = cli(&["state", "show"]);
+    let stdout = String::from_utf8_lossy(&shown.stdout);
+    assert!(stdout.contains("\"exists\": false") && stdout.contains(&format!("sync#{domain}")), "{stdout}");
+    let reset = cli(&["state", "reset", "--yes"]);
+    let stdout = String::from_utf8_lossy(&reset.stdout);
+    assert!(
+        reset.status.success() && stdout.contains("Reset."),
+        "{stdout} {}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    let again = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    assert_eq!(again.response()["complete"], json!(true), "{again:?}");
+    deployment.assert_no_secrets(&[]);
 }

@@ -30,7 +30,7 @@ pub enum PutFault {
 /// The calls a trap can catch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
-    /// An S3 `PutObject`.
+    /// An S3 `PutObject` of an output object.
     ObjectPut,
     /// A DynamoDB `PutItem` of a state item (not the lease).
     StateWrite,
@@ -139,7 +139,8 @@ impl AwsFaultProxy {
 }
 
 fn classify(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Call> {
-    if method == Method::PUT && path.matches('/').count() >= 2 {
+    // Output objects (data and quarantine); the tenant marker is not one.
+    if method == Method::PUT && path.matches('/').count() >= 2 && path.ends_with(".ndjson.gz") {
         return Some(Call::ObjectPut);
     }
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();

@@ -10,12 +10,16 @@ use std::process::ExitCode;
 
 use chrono::{TimeDelta, Utc};
 use clap::{Parser, Subcommand};
+use xdr_app::config::DEFAULT_STATE_FILE;
 use xdr_app::demo::{DemoOptions, run_demo};
 use xdr_app::entry::{run_main, under_lambda};
-use xdr_app::lambda::{Function, serve};
+use xdr_app::lambda::{Function, live_state_key, serve};
 use xdr_app::local::run_local;
 use xdr_app::report::{describe_folder, describe_run};
+use xdr_app::state_admin;
 use xdr_app::{AppError, LocalConfig, SyncConfig, logging};
+use xdr_aws::{AwsClients, DynamoStateStore};
+use xdr_local::FileStateStore;
 use xdr_simulator::{GraphMode, SimOptions, SimTenant, Simulator};
 
 #[derive(Parser)]
@@ -46,6 +50,12 @@ enum Command {
         #[arg(long, default_value = "strict")]
         graph_mode: GraphMode,
     },
+    /// Show the live sync's state, or reset it to start over (DynamoDB when STATE_TABLE is set,
+    /// else the local STATE_FILE).
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Serve a simulated tenant (Entra token endpoint + Graph alerts_v2) until interrupted.
     Simulate {
         #[arg(long, default_value_t = 8080)]
@@ -56,6 +66,17 @@ enum Command {
         /// How the simulated Graph pages (see `demo --help`).
         #[arg(long, default_value = "strict")]
         graph_mode: GraphMode,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateAction {
+    /// What the state holds: where reading began, how far it is covered, what is remembered.
+    Show,
+    /// Start over: say what the next run will read again or leave out; with --yes, do it.
+    Reset {
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -73,6 +94,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Some(Command::Simulate { port, alerts, graph_mode }) => simulate(port, alerts, graph_mode).await,
+            Some(Command::State { action }) => state(action).await,
         }
     })
 }
@@ -85,6 +107,39 @@ async fn sync() -> Result<(), AppError> {
     let (summary, stats) = run_local(&config, &local).await?;
     print!("{}", describe_run("Sync", &summary, &stats));
     print!("{}", describe_folder(&local.output_dir.join(config.engine.layout.data_prefix())));
+    Ok(())
+}
+
+async fn state(action: StateAction) -> Result<(), AppError> {
+    logging::init("warn");
+    let env = |name: &str| std::env::var(name).ok();
+    let config = SyncConfig::from_lookup(env, Utc::now())?;
+    match env("STATE_TABLE").filter(|table| !table.is_empty()) {
+        Some(table) => {
+            // Only the table is needed; the SDK finds region, credentials and endpoints as usual.
+            let clients = AwsClients::from_env(false).await;
+            let store = DynamoStateStore::new(clients.dynamodb, table, live_state_key(&config.tenant_id));
+            state_action(&store, &config, action).await
+        }
+        None => {
+            let path = env("STATE_FILE").unwrap_or_else(|| DEFAULT_STATE_FILE.into());
+            state_action(&FileStateStore::new(path), &config, action).await
+        }
+    }
+}
+
+async fn state_action(
+    store: &impl xdr_core::StateStore,
+    config: &SyncConfig,
+    action: StateAction,
+) -> Result<(), AppError> {
+    match action {
+        StateAction::Show => {
+            let shown = state_admin::show(store).await?;
+            println!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
+        }
+        StateAction::Reset { yes } => print!("{}", state_admin::reset(store, config, Utc::now(), yes).await?),
+    }
     Ok(())
 }
 

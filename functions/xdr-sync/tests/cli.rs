@@ -112,3 +112,86 @@ fn bad_settings_fail_naming_the_setting() {
     }
     assert!(!dir.path().join("xdr-state").exists(), "nothing written on bad settings");
 }
+
+/// A lost state, or the same tenant under another state (TENANT_ID changed from the domain to
+/// the GUID, another STATE_FILE), would start over silently: everything since BACKFILL_START
+/// written again. The tenant's marker beside the output makes the run refuse; `state reset`
+/// starts over on purpose, saying what it will read again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_or_moved_state_is_refused_until_reset_on_purpose() {
+    let tenant = SimTenant::with_history(79, Utc::now() - TimeDelta::hours(1), TimeDelta::days(1), 120);
+    let sim = Simulator::start(tenant, SimOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backfill_start = (Utc::now() - TimeDelta::days(2)).to_rfc3339();
+    let run = |args: &[&str], state_file: &str| {
+        let mut command = xdr_sync(dir.path());
+        command
+            .args(args)
+            .env("TENANT_ID", sim.tenant_id())
+            .env("CLIENT_ID", sim.client_id())
+            .env("CLIENT_SECRET", sim.client_secret())
+            .env("LOGIN_BASE_URL", sim.base_url())
+            .env("GRAPH_BASE_URL", sim.base_url())
+            .env("BACKFILL_START", &backfill_start)
+            .env("STATE_FILE", state_file);
+        tokio::task::block_in_place(|| command.output().unwrap())
+    };
+    let objects = || {
+        let mut keys: Vec<_> = walk(&dir.path().join("xdr-output/defender-xdr/alerts"));
+        keys.sort();
+        keys
+    };
+    let first = run(&[], "state/live.json");
+    assert!(first.status.success(), "{:?}", text(&first));
+    let marker =
+        dir.path().join(format!("xdr-output/defender-xdr/control/tenants/{}/sync.json", sim.tenant_id()));
+    assert!(marker.is_file(), "the tenant's marker is beside the output");
+    let written = objects();
+
+    // Another state for the same tenant: refused, nothing written, no state created.
+    let moved = run(&[], "state/other.json");
+    let (_, stderr) = text(&moved);
+    assert!(!moved.status.success());
+    assert!(stderr.contains("TenantStateError") && stderr.contains("live.json"), "{stderr}");
+    assert!(!dir.path().join("state/other.json").exists());
+    assert_eq!(objects(), written);
+
+    // The state lost: refused the same way.
+    std::fs::remove_file(dir.path().join("state/live.json")).unwrap();
+    let lost = run(&[], "state/live.json");
+    let (_, stderr) = text(&lost);
+    assert!(!lost.status.success());
+    assert!(stderr.contains("TenantStateError") && stderr.contains("is missing"), "{stderr}");
+    assert!(stderr.contains("xdr-sync state reset"), "{stderr}");
+    assert_eq!(objects(), written);
+
+    let shown = run(&["state", "show"], "state/live.json");
+    assert!(text(&shown).0.contains("\"exists\": false"), "{:?}", text(&shown));
+    let dry = run(&["state", "reset"], "state/live.json");
+    let (stdout, _) = text(&dry);
+    assert!(stdout.contains("Nothing was changed") && stdout.contains("BACKFILL_START"), "{stdout}");
+    assert!(!dir.path().join("state/live.json").exists());
+    let reset = run(&["state", "reset", "--yes"], "state/live.json");
+    assert!(text(&reset).0.contains("Reset."), "{:?}", text(&reset));
+
+    let again = run(&[], "state/live.json");
+    assert!(again.status.success(), "{:?}", text(&again));
+    let shown = run(&["state", "show"], "state/live.json");
+    let (stdout, _) = text(&shown);
+    assert!(stdout.contains("\"exists\": true") && stdout.contains("\"reset\": null"), "{stdout}");
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(walk(&path));
+            } else {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}

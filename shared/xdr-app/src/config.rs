@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 use xdr_core::OutputLayout;
-use xdr_core::layout::{DEFAULT_OUTPUT_PREFIX, DEFAULT_QUARANTINE_PREFIX};
+use xdr_core::layout::{DEFAULT_CONTROL_PREFIX, DEFAULT_OUTPUT_PREFIX, DEFAULT_QUARANTINE_PREFIX};
 use xdr_core::settings::{
     DEFAULT_FINISH_RESERVE_MILLIS, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_PAGES_PER_SLICE, DEFAULT_MAX_SKIP,
     DEFAULT_OVERLAP_MINUTES, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SyncSettings,
@@ -132,11 +132,17 @@ impl SyncConfig {
             &settings.optional("OUTPUT_PREFIX").unwrap_or_else(|| DEFAULT_OUTPUT_PREFIX.into()),
             &settings.optional("QUARANTINE_PREFIX").unwrap_or_else(|| DEFAULT_QUARANTINE_PREFIX.into()),
         )
+        .and_then(|layout| {
+            layout.with_control_prefix(
+                &settings.optional("CONTROL_PREFIX").unwrap_or_else(|| DEFAULT_CONTROL_PREFIX.into()),
+            )
+        })
         .map_err(|error| {
             let setting = match &error {
                 xdr_core::layout::LayoutError::Empty { setting }
                 | xdr_core::layout::LayoutError::BadSegment { setting, .. } => setting,
                 xdr_core::layout::LayoutError::Overlap { .. } => "QUARANTINE_PREFIX",
+                xdr_core::layout::LayoutError::ControlOverlap { .. } => "CONTROL_PREFIX",
             };
             ConfigError::new(setting, error.to_string())
         })?;

@@ -118,7 +118,7 @@ impl Services {
     }
 
     fn live_key(&self) -> String {
-        format!("sync#{}", self.config.tenant_id)
+        live_state_key(&self.config.tenant_id)
     }
 
     /// The invocation's deadline, less what the handler needs after the engine returns.
@@ -133,6 +133,7 @@ impl Services {
         self.graph
             .authenticate(fetch_deadline)
             .await
+            .map(|_| ())
             .map_err(|error| AppError::Engine(EngineError::Source(error)))
     }
 
@@ -271,6 +272,11 @@ impl Services {
         };
         self.with_lease(&key, &event.context.request_id, deadline, work).await
     }
+}
+
+/// The live sync's state item for a tenant, as `TENANT_ID` names it.
+pub fn live_state_key(tenant_id: &str) -> String {
+    format!("sync#{tenant_id}")
 }
 
 /// Which function a binary is.

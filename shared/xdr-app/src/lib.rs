@@ -14,6 +14,7 @@ pub mod local;
 pub mod logging;
 pub mod metrics;
 pub mod report;
+pub mod state_admin;
 
 pub use config::{ConfigError, LocalConfig, SyncConfig};
 pub use error::AppError;

@@ -118,6 +118,10 @@ pub(crate) async fn read_item(
 }
 
 impl StateStore for DynamoStateStore {
+    fn location(&self) -> String {
+        format!("dynamodb:{}/{}", self.table, self.pk)
+    }
+
     async fn load(&self) -> Result<Option<(SyncState, Revision)>, StoreError> {
         let item = read_item(&self.client, &self.table, &self.pk).await?;
         let Some(item) = item else { return Ok(None) };

@@ -23,6 +23,29 @@ impl S3Sink {
 }
 
 impl ObjectSink for S3Sink {
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(object) => {
+                let bytes = object.body.collect().await.map_err(|error| {
+                    SinkError::new(format!("reading s3://{}/{key}: {}", self.bucket, crate::describe(&error)))
+                })?;
+                Ok(Some(bytes.into_bytes().to_vec()))
+            }
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(error) if error.raw_response().is_some_and(|raw| raw.status().as_u16() == 403) => {
+                Err(SinkError::forbidden(format!(
+                    "GetObject s3://{}/{key} was answered 403 Forbidden: {}",
+                    self.bucket,
+                    crate::describe(&error)
+                )))
+            }
+            Err(error) => {
+                let problem = failure(&error, "OUTPUT_BUCKET", "s3:GetObject");
+                Err(SinkError::new(format!("GetObject s3://{}/{key}: {problem}", self.bucket)))
+            }
+        }
+    }
+
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), SinkError> {
         self.client
             .put_object()

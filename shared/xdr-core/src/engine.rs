@@ -11,8 +11,9 @@ use crate::batch::Batch;
 use crate::error::EngineError;
 use crate::fingerprint::content_fingerprint;
 use crate::layout::ObjectName;
+use crate::marker::{TenantMarker, refusal};
 use crate::page::{QuarantineReason, as_ndjson_line, version_key};
-use crate::ports::{AlertSource, Clock, ObjectSink, Revision, StateStore};
+use crate::ports::{AlertSource, Clock, Identity, ObjectSink, Revision, StateStore};
 use crate::seen::{SeenEntry, SeenVersions};
 use crate::settings::SyncSettings;
 use crate::split::InstantProgress;
@@ -57,10 +58,11 @@ where
     let fetch_deadline = request.deadline.map(|deadline| deadline - settings.finish_reserve);
 
     // Credentials first: a run that cannot authenticate changes nothing.
-    ports.source.authenticate(fetch_deadline).await.map_err(EngineError::Source)?;
+    let identity = ports.source.authenticate(fetch_deadline).await.map_err(EngineError::Source)?;
 
-    let (state, revision) = match ports.store.load().await? {
-        Some((mut state, revision)) => {
+    let loaded = ports.store.load().await?;
+    let (state, revision) = match loaded {
+        Some((mut state, revision)) if state.reset.is_none() => {
             // A bounded window may be asked to reach further (a backfill day read up to "now"
             // earlier, or by a window that ended inside it): it goes on from its cursor.
             if let (Some(wanted), Some(end)) = (settings.window_end, state.window_end)
@@ -68,15 +70,32 @@ where
             {
                 state.window_end = Some(floor_to_tick(wanted));
             }
+            if settings.window_end.is_none() {
+                ensure_marker(&ports, &settings.layout, &identity, &state).await?;
+            }
             (state, Some(revision))
         }
-        None => {
+        loaded => {
+            let reset = loaded.as_ref().and_then(|(state, _)| state.reset);
+            let expected = loaded.map(|(_, revision)| revision);
             let start = settings.backfill_start.unwrap_or(started);
-            let state = match settings.window_end {
+            let mut state = match settings.window_end {
                 Some(end) => SyncState::bounded(start, end),
                 None => SyncState::first_run(start),
             };
-            (state, None)
+            if settings.window_end.is_none() {
+                refuse_silent_reset(&ports, &settings.layout, &identity, reset).await?;
+            }
+            // Saved before the marker is written: a run that stops between the two leaves a
+            // state without a marker (written next time), never a marker without a state.
+            let revision = ports.store.save(&mut state, expected.as_ref()).await?;
+            if let Some(at) = reset {
+                warn!(reset = %format_human(at), from = %format_human(start), "Starting over after a reset.");
+            }
+            if settings.window_end.is_none() {
+                ensure_marker(&ports, &settings.layout, &identity, &state).await?;
+            }
+            (state, Some(revision))
         }
     };
     let mut run = Run::new(settings, &ports, request, started, fetch_deadline, state, revision);
@@ -135,6 +154,98 @@ where
         // Storage failed: touch nothing more, so the announced object stays pending for recovery.
         Err(error) => Err(error),
     }
+}
+
+/// The operator's way to start over, named in refusals.
+const RESET_HINT: &str = "xdr-sync state reset";
+
+async fn read_marker<S, T, O, C>(
+    ports: &Ports<'_, S, T, O, C>,
+    key: &str,
+) -> Result<Option<TenantMarker>, EngineError>
+where
+    O: ObjectSink,
+{
+    let bytes = ports.sink.read(key).await.map_err(|error| match error.forbidden {
+        true => {
+            EngineError::ExistenceCheckForbidden { key: key.to_owned(), purpose: "the tenant marker", error }
+        }
+        false => EngineError::Output { key: key.to_owned(), error },
+    })?;
+    Ok(bytes.map(|bytes| {
+        // A marker nobody can read still says the tenant was synced here.
+        TenantMarker::from_json(&bytes).unwrap_or(TenantMarker {
+            tenant: String::new(),
+            state: "(unreadable marker)".into(),
+            floor: DateTime::<Utc>::MIN_UTC,
+            written: DateTime::<Utc>::MIN_UTC,
+        })
+    }))
+}
+
+/// No state (or a reset one): refused if the tenant's marker says it was synced before, unless
+/// an operator reset this state on purpose.
+async fn refuse_silent_reset<S, T, O, C>(
+    ports: &Ports<'_, S, T, O, C>,
+    layout: &crate::layout::OutputLayout,
+    identity: &Identity,
+    reset: Option<DateTime<Utc>>,
+) -> Result<(), EngineError>
+where
+    T: StateStore,
+    O: ObjectSink,
+{
+    if reset.is_some() {
+        return Ok(());
+    }
+    let key = layout.tenant_marker_key(&identity.tenant);
+    match read_marker(ports, &key).await? {
+        Some(marker) => {
+            let message = refusal(&marker, &ports.store.location(), RESET_HINT);
+            warn!(marker = %key, "Refusing to start over: {message}");
+            Err(EngineError::TenantState { message })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Writes the tenant's marker if it is missing or names another state of this tenant that an
+/// operator has reset away from.
+async fn ensure_marker<S, T, O, C>(
+    ports: &Ports<'_, S, T, O, C>,
+    layout: &crate::layout::OutputLayout,
+    identity: &Identity,
+    state: &SyncState,
+) -> Result<(), EngineError>
+where
+    T: StateStore,
+    O: ObjectSink,
+{
+    let key = layout.tenant_marker_key(&identity.tenant);
+    let location = ports.store.location();
+    let existing = read_marker(ports, &key).await?;
+    match existing {
+        Some(marker) if marker.state == location => return Ok(()),
+        // Another state of this tenant is the live one: this one would write it all again.
+        Some(marker) if state.written_objects > 0 || state.cursor > state.floor => {
+            let message = refusal(&marker, &location, RESET_HINT);
+            return Err(EngineError::TenantState { message });
+        }
+        _ => {}
+    }
+    let marker = TenantMarker {
+        tenant: identity.tenant.clone(),
+        state: location,
+        floor: state.floor,
+        written: Utc::now(),
+    };
+    ports
+        .sink
+        .put(&key, marker.to_json())
+        .await
+        .map_err(|error| EngineError::Output { key: key.clone(), error })?;
+    info!(marker = %key, tenant = %identity.tenant, "Wrote the tenant marker.");
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -221,7 +332,11 @@ where
     async fn recover_pending(&mut self) -> Result<(), EngineError> {
         let Some(pending) = self.state.pending.take() else { return Ok(()) };
         let landed = self.ports.sink.exists(&pending.key).await.map_err(|error| match error.forbidden {
-            true => EngineError::RecoveryCheckForbidden { key: pending.key.clone(), error },
+            true => EngineError::ExistenceCheckForbidden {
+                key: pending.key.clone(),
+                purpose: "did an object of an interrupted run land?",
+                error,
+            },
             false => EngineError::Output { key: pending.key.clone(), error },
         })?;
         let note = if landed {

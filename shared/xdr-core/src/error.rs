@@ -15,9 +15,13 @@ pub enum EngineError {
     )]
     Output { key: String, error: SinkError },
     #[error(
-        "checking whether object `{key}` from an interrupted run landed was refused (403). Without s3:ListBucket on the bucket, S3 answers 403 instead of 404 for an object that does not exist, so the run cannot tell whether those alerts were written. Grant the function's role s3:ListBucket on the bucket (limited with an s3:prefix condition to the output, quarantine and control prefixes, as the template does); nothing was changed, and the next run recovers once it can tell. ({error})"
+        "checking whether `{key}` exists ({purpose}) was refused (403). Without s3:ListBucket on the bucket, S3 answers 403 instead of 404 for an object that does not exist, so the run cannot tell. Grant the function's role s3:ListBucket on the bucket (limited with an s3:prefix condition to the output, quarantine and control prefixes, as the template does); nothing was changed, and the next run goes on once it can tell. ({error})"
     )]
-    RecoveryCheckForbidden { key: String, error: SinkError },
+    ExistenceCheckForbidden { key: String, purpose: &'static str, error: SinkError },
+    /// The state is missing or is not the one this tenant is synced with: starting over would
+    /// write everything again (or leave a gap), so only an operator's reset may do it.
+    #[error("{message}")]
+    TenantState { message: String },
     #[error("compressing a batch failed: {0}")]
     Compression(#[from] std::io::Error),
     #[error(
@@ -42,7 +46,8 @@ impl EngineError {
             EngineError::State(StoreError::TooLarge { .. }) => "StateTooLargeError",
             EngineError::State(_) => "StateError",
             EngineError::Output { .. } => "OutputError",
-            EngineError::RecoveryCheckForbidden { .. } => "RecoveryCheckForbiddenError",
+            EngineError::ExistenceCheckForbidden { .. } => "ExistenceCheckForbiddenError",
+            EngineError::TenantState { .. } => "TenantStateError",
             EngineError::Compression(_) => "OutputError",
             EngineError::InstantUnreadable { .. } => "InstantUnreadableError",
         }

@@ -5,11 +5,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 pub const DEFAULT_OUTPUT_PREFIX: &str = "defender-xdr/alerts";
 pub const DEFAULT_QUARANTINE_PREFIX: &str = "defender-xdr/quarantine";
+/// Markers the sync keeps beside its output (outside the data prefix, which Athena reads).
+pub const DEFAULT_CONTROL_PREFIX: &str = "defender-xdr/control";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputLayout {
     data_prefix: String,
     quarantine_prefix: String,
+    control_prefix: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -22,6 +25,10 @@ pub enum LayoutError {
         "OUTPUT_PREFIX `{data}` and QUARANTINE_PREFIX `{quarantine}` overlap; Athena reads everything under the output prefix, so quarantine must live outside it"
     )]
     Overlap { data: String, quarantine: String },
+    #[error(
+        "CONTROL_PREFIX `{control}` overlaps OUTPUT_PREFIX or QUARANTINE_PREFIX; markers must live outside the data and the quarantine"
+    )]
+    ControlOverlap { control: String },
 }
 
 /// Normalises a folder-like prefix: no leading or trailing slash, no empty or dot segments.
@@ -44,7 +51,34 @@ impl OutputLayout {
         if inside(&data, &quarantine) || inside(&quarantine, &data) {
             return Err(LayoutError::Overlap { data, quarantine });
         }
-        Ok(Self { data_prefix: data, quarantine_prefix: quarantine })
+        Ok(Self {
+            data_prefix: data,
+            quarantine_prefix: quarantine,
+            control_prefix: DEFAULT_CONTROL_PREFIX.to_owned(),
+        })
+    }
+
+    /// The same layout with markers under `control_prefix`.
+    pub fn with_control_prefix(self, control_prefix: &str) -> Result<Self, LayoutError> {
+        let control = normalise_prefix("CONTROL_PREFIX", control_prefix)?;
+        let inside = |outer: &str, inner: &str| inner == outer || inner.starts_with(&format!("{outer}/"));
+        for other in [&self.data_prefix, &self.quarantine_prefix] {
+            if inside(other, &control) || inside(&control, other) {
+                return Err(LayoutError::ControlOverlap { control });
+            }
+        }
+        Ok(Self { control_prefix: control, ..self })
+    }
+
+    pub fn control_prefix(&self) -> &str {
+        &self.control_prefix
+    }
+
+    /// The live sync's marker for a tenant (by its GUID): which state it syncs with.
+    pub fn tenant_marker_key(&self, tenant: &str) -> String {
+        let safe: String =
+            tenant.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).collect();
+        format!("{}/tenants/{safe}/sync.json", self.control_prefix)
     }
 
     pub fn data_prefix(&self) -> &str {
@@ -116,5 +150,13 @@ mod tests {
         assert!(matches!(OutputLayout::new("xdr/alerts", "xdr"), Err(LayoutError::Overlap { .. })));
         assert!(matches!(OutputLayout::new("xdr/a", "xdr/a/"), Err(LayoutError::Overlap { .. })));
         assert!(OutputLayout::new("xdr/alerts", "xdr/alerts-quarantine").is_ok());
+        let layout = OutputLayout::new("xdr/alerts", "xdr/q").unwrap();
+        assert!(matches!(
+            layout.clone().with_control_prefix("xdr/alerts/c"),
+            Err(LayoutError::ControlOverlap { .. })
+        ));
+        assert!(matches!(layout.clone().with_control_prefix("xdr"), Err(LayoutError::ControlOverlap { .. })));
+        let layout = layout.with_control_prefix("xdr/control/").unwrap();
+        assert_eq!(layout.tenant_marker_key("0f6a-../x"), "xdr/control/tenants/0f6a-..x/sync.json");
     }
 }

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod fingerprint;
 pub mod layout;
+pub mod marker;
 pub mod memory;
 pub mod page;
 pub mod ports;
@@ -22,7 +23,7 @@ pub use engine::{Ports, RunRequest, run_sync};
 pub use error::EngineError;
 pub use layout::OutputLayout;
 pub use ports::{
-    AlertSource, Clock, FetchedPage, ObjectSink, PageRequest, Revision, SinkError, SourceError,
+    AlertSource, Clock, FetchedPage, Identity, ObjectSink, PageRequest, Revision, SinkError, SourceError,
     SourceErrorKind, StateStore, StoreError, SystemClock,
 };
 pub use query::{Constraint, NextLinkKind, Property, Query, classify_next_link};

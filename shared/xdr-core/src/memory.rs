@@ -89,6 +89,10 @@ impl MemoryStore {
 }
 
 impl StateStore for MemoryStore {
+    fn location(&self) -> String {
+        "memory".into()
+    }
+
     async fn load(&self) -> Result<Option<(SyncState, Revision)>, StoreError> {
         Ok(self.read()?.map(|(state, revision)| (state, Revision(revision))))
     }
@@ -153,6 +157,10 @@ impl ObjectSink for MemorySink {
 
     async fn exists(&self, key: &str) -> Result<bool, SinkError> {
         Ok(lock(&self.objects).contains_key(key))
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        Ok(lock(&self.objects).get(key).cloned())
     }
 }
 

@@ -52,13 +52,20 @@ impl SourceError {
     }
 }
 
+/// Who the source says we are, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The tenant's GUID (Entra's `tid`), whatever name the configuration used for it.
+    pub tenant: String,
+}
+
 /// Where alerts come from (Graph, or anything that speaks its paging).
 pub trait AlertSource: Send + Sync {
     /// Proves the credentials work before anything is changed. `deadline` bounds waiting.
     fn authenticate(
         &self,
         deadline: Option<DateTime<Utc>>,
-    ) -> impl Future<Output = Result<(), SourceError>> + Send;
+    ) -> impl Future<Output = Result<Identity, SourceError>> + Send;
 
     fn fetch(
         &self,
@@ -88,6 +95,9 @@ pub enum StoreError {
 
 /// Where the sync state lives. Every save is conditional on the revision last seen.
 pub trait StateStore: Send + Sync {
+    /// Where the state lives, for messages and markers (`dynamodb:<table>/<key>`, a file path).
+    fn location(&self) -> String;
+
     fn load(&self) -> impl Future<Output = Result<Option<(SyncState, Revision)>, StoreError>> + Send;
 
     /// Saves `state` if the stored revision is still `expected` (`None`: nothing stored yet).
@@ -122,6 +132,8 @@ impl SinkError {
 pub trait ObjectSink: Send + Sync {
     fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), SinkError>> + Send;
     fn exists(&self, key: &str) -> impl Future<Output = Result<bool, SinkError>> + Send;
+    /// A small object's content (markers), `None` if there is none.
+    fn read(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, SinkError>> + Send;
 }
 
 pub trait Clock: Send + Sync {

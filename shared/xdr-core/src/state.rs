@@ -39,6 +39,9 @@ pub struct SyncState {
     /// Where the spilled part of `seen` is stored, for stores that keep it apart (see
     /// `ChunkedSave`). Empty for stores that keep everything in one place.
     pub seen_chunks: Vec<SeenChunk>,
+    /// Set by an operator's reset (`xdr-sync state reset`): the next run starts over as a first
+    /// run would, and says so. Nothing else in a reset state means anything.
+    pub reset: Option<DateTime<Utc>>,
     /// With chunks: the first minute the memory held at the last save. A chunk may reach back
     /// before it (pruning drops whole chunks only); its older entries are not read back.
     seen_from_minute: Option<i64>,
@@ -107,7 +110,13 @@ impl SyncState {
             instant: None,
             seen_chunks: Vec::new(),
             seen_from_minute: None,
+            reset: None,
         }
+    }
+
+    /// What a reset leaves: a state that tells the next run to start over.
+    pub fn reset_at(at: DateTime<Utc>) -> Self {
+        Self { reset: Some(at), ..Self::first_run(at) }
     }
 
     /// A bounded window `[start, end)`, as a backfill reads it.
@@ -153,6 +162,8 @@ struct StoredSyncState {
     seen_chunks: Vec<SeenChunk>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seen_from_minute: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reset: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -197,6 +208,7 @@ impl SyncState {
             instant: self.instant.clone(),
             seen_chunks,
             seen_from_minute,
+            reset: self.reset,
         };
         // Serialising plain strings, numbers and timestamps cannot fail.
         serde_json::to_string(&stored).unwrap_or_default()
@@ -301,6 +313,7 @@ impl SyncState {
             instant: stored.instant,
             seen_chunks: stored.seen_chunks,
             seen_from_minute: stored.seen_from_minute,
+            reset: stored.reset,
         })
     }
 }

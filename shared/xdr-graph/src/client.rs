@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 use url::Url;
-use xdr_core::{AlertSource, FetchedPage, PageRequest, Query, SourceError};
+use xdr_core::{AlertSource, FetchedPage, Identity, PageRequest, Query, SourceError};
 
 use crate::cloud::Endpoints;
 use crate::credentials::CredentialProvider;
@@ -48,6 +48,22 @@ struct Counters {
 struct CachedToken {
     value: SecretString,
     refresh_at: Instant,
+    /// The tenant's GUID, as the token names it.
+    tenant: String,
+}
+
+/// The `tid` claim of an Entra access token (a JWT), if it has one. The token came from Entra
+/// over TLS, so it is read, not verified; only Graph verifies it. Only a GUID-shaped value is
+/// taken.
+fn token_tenant(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let tid = claims.get("tid")?.as_str()?;
+    let guid_shaped = tid.len() == 36 && tid.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    guid_shaped.then(|| tid.to_ascii_lowercase())
 }
 
 pub struct GraphClient<P> {
@@ -257,16 +273,23 @@ impl<P: CredentialProvider> GraphClient<P> {
 
     /// A cached token, or a new one.
     async fn token(&self, deadline: Option<DateTime<Utc>>) -> Result<SecretString, GraphError> {
+        self.token_and_tenant(deadline).await.map(|(token, _)| token)
+    }
+
+    async fn token_and_tenant(
+        &self,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<(SecretString, String), GraphError> {
         let mut cached = self.token.lock().await;
         if let Some(token) = cached.as_ref()
             && Instant::now() < token.refresh_at
         {
-            return Ok(token.value.clone());
+            return Ok((token.value.clone(), token.tenant.clone()));
         }
         let fresh = self.request_token(deadline).await?;
-        let value = fresh.value.clone();
+        let found = (fresh.value.clone(), fresh.tenant.clone());
         *cached = Some(fresh);
-        Ok(value)
+        Ok(found)
     }
 
     async fn forget_token(&self) {
@@ -308,9 +331,13 @@ impl<P: CredentialProvider> GraphClient<P> {
                     let lifetime = Duration::from_secs(parsed.expires_in);
                     let early = Duration::from_secs(300).min(lifetime / 5);
                     info!(expires_in = parsed.expires_in, "Got an access token.");
+                    // An opaque token (not Entra's JWT) names no tenant: the configured one.
+                    let tenant = token_tenant(&parsed.access_token)
+                        .unwrap_or_else(|| self.settings.tenant_id.to_ascii_lowercase());
                     return Ok(CachedToken {
                         value: SecretString::from(parsed.access_token),
                         refresh_at: Instant::now() + lifetime - early,
+                        tenant,
                     });
                 }
                 Ok(response) if is_retryable_status(response.status()) => {
@@ -529,8 +556,9 @@ impl<P: CredentialProvider> GraphClient<P> {
 }
 
 impl<P: CredentialProvider> AlertSource for GraphClient<P> {
-    async fn authenticate(&self, deadline: Option<DateTime<Utc>>) -> Result<(), SourceError> {
-        self.token(deadline).await.map(|_| ()).map_err(SourceError::from)
+    async fn authenticate(&self, deadline: Option<DateTime<Utc>>) -> Result<Identity, SourceError> {
+        let (_, tenant) = self.token_and_tenant(deadline).await.map_err(SourceError::from)?;
+        Ok(Identity { tenant })
     }
 
     async fn fetch(

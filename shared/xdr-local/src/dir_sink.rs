@@ -49,6 +49,15 @@ impl ObjectSink for DirSink {
             .await
             .map_err(|error| SinkError::new(format!("checking {}: {error}", path.display())))
     }
+
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(SinkError::new(format!("reading {}: {error}", path.display()))),
+        }
+    }
 }
 
 #[cfg(test)]

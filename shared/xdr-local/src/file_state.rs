@@ -100,6 +100,10 @@ impl FileStateStore {
 }
 
 impl StateStore for FileStateStore {
+    fn location(&self) -> String {
+        format!("file:{}", std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone()).display())
+    }
+
     async fn load(&self) -> Result<Option<(SyncState, Revision)>, StoreError> {
         let store = self.clone();
         let loaded = tokio::task::spawn_blocking(move || store.read())

@@ -269,7 +269,7 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, RawForm(
     let fields: HashMap<String, String> = url::form_urlencoded::parse(&form).into_owned().collect();
     let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
     let mut sim = lock(&state);
-    let response = if tenant != sim.tenant.tenant_id {
+    let response = if tenant != sim.tenant.tenant_id && tenant != sim.tenant.domain() {
         entra_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -321,7 +321,23 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, RawForm(
         )
     } else {
         sim.issued += 1;
-        let value = format!("simtoken.{}.{:016x}", sim.issued, fastish_random(sim.issued));
+        // Shaped like Entra's tokens (a JWT whose payload names the tenant in `tid`); the
+        // signature part is random, and only this simulator checks tokens.
+        let value = {
+            use base64::Engine as _;
+            let encode = |text: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+            let claims = serde_json::json!({
+                "aud": sim.base_url, "iss": format!("https://sts.windows.net/{}/", sim.tenant.tenant_id),
+                "tid": sim.tenant.tenant_id, "appid": sim.tenant.client_id, "n": sim.issued,
+            });
+            format!(
+                "{}.{}.{:016x}{:016x}",
+                encode(r#"{"typ":"JWT","alg":"RS256"}"#.to_owned()),
+                encode(claims.to_string()),
+                fastish_random(sim.issued),
+                fastish_random(sim.issued ^ 0x9e37_79b9)
+            )
+        };
         let lifetime = sim.options.token_lifetime;
         sim.tokens.insert(value.clone(), Utc::now() + lifetime);
         let body = serde_json::json!({"token_type": "Bearer", "expires_in": lifetime.num_seconds(), "ext_expires_in": lifetime.num_seconds(), "access_token": value});

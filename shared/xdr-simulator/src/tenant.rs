@@ -126,6 +126,11 @@ impl SimTenant {
         tenant
     }
 
+    /// The tenant's primary domain: Entra accepts it in place of the GUID in the token URL.
+    pub fn domain(&self) -> String {
+        format!("sim{:x}.onmicrosoft.com", self.seed)
+    }
+
     /// Creates a new alert at `created`, visible `delay` later.
     pub fn add_alert(&mut self, created: DateTime<Utc>, delay: TimeDelta) -> &SimVersion {
         self.rebuild_index_if_needed();

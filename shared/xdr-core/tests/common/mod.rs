@@ -142,8 +142,11 @@ impl FakeGraph {
 }
 
 impl AlertSource for FakeGraph {
-    async fn authenticate(&self, _deadline: Option<DateTime<Utc>>) -> Result<(), SourceError> {
-        Ok(())
+    async fn authenticate(
+        &self,
+        _deadline: Option<DateTime<Utc>>,
+    ) -> Result<xdr_core::Identity, SourceError> {
+        Ok(xdr_core::Identity { tenant: "0f6a3c21-5d0e-4c7b-9f2a-3b8d6e1c4a70".into() })
     }
 
     async fn fetch(
@@ -239,6 +242,11 @@ impl World {
         let summary = self.run_with_deadline(None).await.expect("run succeeds");
         assert!(summary.complete, "{summary:?}");
         summary
+    }
+
+    /// How many data objects were stored.
+    pub fn data_objects(&self) -> usize {
+        self.sink.objects().keys().filter(|key| key.starts_with(self.settings.layout.data_prefix())).count()
     }
 
     /// Every line of every data object, with the key it is in.
