@@ -148,6 +148,16 @@ async fn a_lost_or_moved_state_is_refused_until_reset_on_purpose() {
     assert!(marker.is_file(), "the tenant's marker is beside the output");
     let written = objects();
 
+    // The same state moved elsewhere (a restored copy): recognised by its lineage, accepted.
+    std::fs::rename(dir.path().join("state/live.json"), dir.path().join("state/moved.json")).unwrap();
+    let moved = run(&[], "state/moved.json");
+    assert!(moved.status.success(), "{:?}", text(&moved));
+    assert!(std::fs::read_to_string(&marker).unwrap().contains("moved.json"), "the marker follows it");
+    std::fs::rename(dir.path().join("state/moved.json"), dir.path().join("state/live.json")).unwrap();
+    let back = run(&[], "state/live.json");
+    assert!(back.status.success(), "{:?}", text(&back));
+    let written = objects();
+
     // Another state for the same tenant: refused, nothing written, no state created.
     let moved = run(&[], "state/other.json");
     let (_, stderr) = text(&moved);

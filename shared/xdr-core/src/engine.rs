@@ -83,6 +83,7 @@ where
                 Some(end) => SyncState::bounded(start, end),
                 None => SyncState::first_run(start),
             };
+            state.lineage = Some(format!("{}-{}", started.format("%Y%m%dT%H%M%S%.fZ"), request.run_id));
             if settings.window_end.is_none() {
                 refuse_silent_reset(&ports, &settings.layout, &identity, reset).await?;
             }
@@ -177,6 +178,7 @@ where
         TenantMarker::from_json(&bytes).unwrap_or(TenantMarker {
             tenant: String::new(),
             state: "(unreadable marker)".into(),
+            lineage: None,
             floor: DateTime::<Utc>::MIN_UTC,
             written: DateTime::<Utc>::MIN_UTC,
         })
@@ -225,17 +227,24 @@ where
     let location = ports.store.location();
     let existing = read_marker(ports, &key).await?;
     match existing {
-        Some(marker) if marker.state == location => return Ok(()),
+        Some(marker) if marker.state == location && marker.lineage == state.lineage => return Ok(()),
+        // The same state: its lineage recorded for the first time, or a copy restored elsewhere
+        // (a point-in-time restore into a new table). The marker follows it.
+        Some(marker)
+            if marker.state == location || (state.lineage.is_some() && marker.lineage == state.lineage) => {}
+        // A state that has read nothing yet (just reset) takes over.
+        Some(_) if state.written_objects == 0 && state.cursor == state.floor => {}
         // Another state of this tenant is the live one: this one would write it all again.
-        Some(marker) if state.written_objects > 0 || state.cursor > state.floor => {
+        Some(marker) => {
             let message = refusal(&marker, &location, RESET_HINT);
             return Err(EngineError::TenantState { message });
         }
-        _ => {}
+        None => {}
     }
     let marker = TenantMarker {
         tenant: identity.tenant.clone(),
         state: location,
+        lineage: state.lineage.clone(),
         floor: state.floor,
         written: Utc::now(),
     };

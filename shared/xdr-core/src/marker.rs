@@ -13,6 +13,9 @@ pub struct TenantMarker {
     pub tenant: String,
     /// The state's location (`StateStore::location`).
     pub state: String,
+    /// The state's lineage (`SyncState::lineage`): a restored copy elsewhere has the same one.
+    #[serde(default)]
+    pub lineage: Option<String>,
     /// Where that state's reading began.
     pub floor: DateTime<Utc>,
     /// When the marker was written.

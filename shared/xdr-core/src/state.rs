@@ -39,6 +39,9 @@ pub struct SyncState {
     /// Where the spilled part of `seen` is stored, for stores that keep it apart (see
     /// `ChunkedSave`). Empty for stores that keep everything in one place.
     pub seen_chunks: Vec<SeenChunk>,
+    /// Names this state for its whole life (set by its first run): a copy restored elsewhere is
+    /// still the same state; a state started over is not. `None` for states from before.
+    pub lineage: Option<String>,
     /// Set by an operator's reset (`xdr-sync state reset`): the next run starts over as a first
     /// run would, and says so. Nothing else in a reset state means anything.
     pub reset: Option<DateTime<Utc>>,
@@ -110,6 +113,7 @@ impl SyncState {
             instant: None,
             seen_chunks: Vec::new(),
             seen_from_minute: None,
+            lineage: None,
             reset: None,
         }
     }
@@ -164,6 +168,8 @@ struct StoredSyncState {
     seen_from_minute: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reset: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lineage: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -209,6 +215,7 @@ impl SyncState {
             seen_chunks,
             seen_from_minute,
             reset: self.reset,
+            lineage: self.lineage.clone(),
         };
         // Serialising plain strings, numbers and timestamps cannot fail.
         serde_json::to_string(&stored).unwrap_or_default()
@@ -314,6 +321,7 @@ impl SyncState {
             seen_chunks: stored.seen_chunks,
             seen_from_minute: stored.seen_from_minute,
             reset: stored.reset,
+            lineage: stored.lineage,
         })
     }
 }
@@ -337,6 +345,7 @@ mod tests {
         state.written_alerts = 12;
         state.written_objects = 3;
         state.slice_hint = Some(TimeDelta::seconds(90));
+        state.lineage = Some("20261128T060000Z-ab12".into());
         let mut plan = InstantProgress::new(t, t + TimeDelta::minutes(1));
         let check = plan.new_check_id();
         plan.pending.push(crate::split::PendingPart {
