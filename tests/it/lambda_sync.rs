@@ -389,6 +389,8 @@ async fn a_lost_or_re_keyed_state_is_refused_and_nothing_is_written() {
     assert_eq!(error_type, "TenantStateError");
     assert!(message.contains("is missing") && message.contains("state reset"), "{message}");
     assert_eq!(deployment.aws.keys(PREFIX).await, keys, "nothing written");
+    let logs: String = deployment.processes.iter().map(|p| p.output()).collect();
+    assert!(logs.contains("\"StateRefused\":1"), "the refusal is a metric too");
 
     // Starting over on purpose: the command, with the function's own settings, on DynamoDB.
     let cli = |args: &[&str]| {

@@ -219,6 +219,8 @@ impl Services {
             Err(error) => {
                 metrics.errors = 1;
                 metrics.instants_held = u64::from(error.kind() == "InstantUnreadableError");
+                metrics.state_too_large = u64::from(error.kind() == "StateTooLargeError");
+                metrics.state_refused = u64::from(error.kind() == "TenantStateError");
             }
         }
         emit(&self.metrics_namespace, function, &metrics);

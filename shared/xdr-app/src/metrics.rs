@@ -31,6 +31,11 @@ pub struct RunMetrics {
     pub instants_split: u64,
     /// 1 when an instant no filter could split holds the cursor, else 0.
     pub instants_held: u64,
+    /// 1 when a state write was refused before it was made because it would not fit the store's
+    /// item limit (`StateTooLargeError`), else 0.
+    pub state_too_large: u64,
+    /// 1 when the run refused to start over (`TenantStateError`: a lost or re-keyed state).
+    pub state_refused: u64,
 }
 
 /// The EMF document for one run of `function` (`xdr-sync` or `xdr-backfill`).
@@ -47,6 +52,8 @@ pub fn emf_line(namespace: &str, function: &str, metrics: &RunMetrics, now: Date
         json!({"Name": "SlicesReread", "Unit": "Count"}),
         json!({"Name": "InstantsSplit", "Unit": "Count"}),
         json!({"Name": "InstantsHeld", "Unit": "Count"}),
+        json!({"Name": "StateTooLarge", "Unit": "Count"}),
+        json!({"Name": "StateRefused", "Unit": "Count"}),
     ];
     let mut document = Map::new();
     document.insert("Function".into(), json!(function));
@@ -61,6 +68,8 @@ pub fn emf_line(namespace: &str, function: &str, metrics: &RunMetrics, now: Date
     document.insert("SlicesReread".into(), json!(metrics.slices_reread));
     document.insert("InstantsSplit".into(), json!(metrics.instants_split));
     document.insert("InstantsHeld".into(), json!(metrics.instants_held));
+    document.insert("StateTooLarge".into(), json!(metrics.state_too_large));
+    document.insert("StateRefused".into(), json!(metrics.state_refused));
     if let Some(lag) = metrics.lag_seconds {
         definitions.push(json!({"Name": "LagSeconds", "Unit": "Seconds"}));
         document.insert("LagSeconds".into(), json!(lag.max(0.0).round()));
@@ -103,6 +112,8 @@ mod tests {
             slices_reread: 0,
             instants_split: 1,
             instants_held: 0,
+            state_too_large: 0,
+            state_refused: 0,
         };
         let now = DateTime::parse_from_rfc3339("2026-11-28T06:00:00Z").unwrap().with_timezone(&Utc);
         let line = emf_line("XdrLake/prod", "xdr-sync", &metrics, now);
