@@ -146,7 +146,6 @@ async fn a_lost_or_moved_state_is_refused_until_reset_on_purpose() {
     let marker =
         dir.path().join(format!("xdr-output/defender-xdr/control/tenants/{}/sync.json", sim.tenant_id()));
     assert!(marker.is_file(), "the tenant's marker is beside the output");
-    let written = objects();
 
     // The same state moved elsewhere (a restored copy): recognised by its lineage, accepted.
     std::fs::rename(dir.path().join("state/live.json"), dir.path().join("state/moved.json")).unwrap();
