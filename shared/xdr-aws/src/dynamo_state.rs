@@ -24,8 +24,9 @@ const HEAD_MARGIN_BYTES: usize = 1024;
 /// Chunk items: `pk` = `seen#<head pk>#<revision>-<nonce>-<n>` (S), `entries` (B, the encoded
 /// fingerprints). Each is written once, before the head that references it, and deleted after
 /// the head that no longer does, so a head never points at a chunk that is missing or changed.
-/// A save that fails after writing chunks deletes them again; only a process killed between the
-/// two leaves an unreferenced chunk behind (a few hundred KB at most, never read).
+/// A save whose head write is refused deletes them again; a process killed between the two, or a
+/// head write whose outcome is unknown, leaves an unreferenced chunk behind (a few hundred KB at
+/// most, never read).
 #[derive(Clone)]
 pub struct DynamoStateStore {
     client: Client,
@@ -204,11 +205,14 @@ impl StateStore for DynamoStateStore {
                 self.delete_chunks(&save.dropped_chunks).await;
                 Ok(revision)
             }
-            Err(error) => {
-                // The head does not reference them: nobody ever will.
+            // The conditional write was refused: the head does not reference them, nobody will.
+            Err(StoreError::Conflict) => {
                 self.delete_chunks(&written).await;
-                Err(error)
+                Err(StoreError::Conflict)
             }
+            // Outcome unknown (a timeout, a lost response): the head may have been written and
+            // reference them, so they stay (at worst unreferenced, never read).
+            Err(error) => Err(error),
         }
     }
 }

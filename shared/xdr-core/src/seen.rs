@@ -32,6 +32,14 @@ impl PartialEq for SeenVersions {
 
 impl Eq for SeenVersions {}
 
+/// A piece of the memory in its binary form (see `encode_in_pieces`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPiece {
+    pub bytes: Vec<u8>,
+    pub last_minute: i64,
+    pub entries: usize,
+}
+
 /// One remembered version: the minute bucket it lives in and its fingerprint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SeenEntry {
@@ -130,8 +138,8 @@ impl SeenVersions {
     }
 
     /// `entries` in the binary form of `to_bytes`, cut into pieces of at most `max_bytes` each
-    /// (one minute may span pieces).
-    pub fn encode_in_pieces(entries: &[SeenEntry], max_bytes: usize) -> Vec<Vec<u8>> {
+    /// (one minute may span pieces), each with its newest minute and how many entries it holds.
+    pub fn encode_in_pieces(entries: &[SeenEntry], max_bytes: usize) -> Vec<EncodedPiece> {
         let mut sorted = entries.to_vec();
         sorted.sort_unstable_by_key(|entry| (entry.minute, entry.fingerprint));
         sorted.dedup();
@@ -140,10 +148,15 @@ impl SeenVersions {
         let mut pieces = Vec::new();
         let mut piece = SeenVersions::default();
         let mut piece_bytes = 1;
+        let finish = |piece: &SeenVersions| EncodedPiece {
+            bytes: piece.to_bytes(),
+            last_minute: piece.buckets.keys().next_back().copied().unwrap_or(i64::MIN),
+            entries: piece.len(),
+        };
         for entry in sorted {
             let cost = if piece.buckets.contains_key(&entry.minute) { 8 } else { 20 };
             if piece_bytes + cost > max_bytes {
-                pieces.push(piece.to_bytes());
+                pieces.push(finish(&piece));
                 piece = SeenVersions::default();
                 piece_bytes = 1;
             }
@@ -151,7 +164,7 @@ impl SeenVersions {
             piece.buckets.entry(entry.minute).or_default().insert(entry.fingerprint);
         }
         if !piece.buckets.is_empty() {
-            pieces.push(piece.to_bytes());
+            pieces.push(finish(&piece));
         }
         pieces
     }

@@ -239,15 +239,14 @@ impl SyncState {
         let spilled = unspilled.len() > limits.head_entries;
         let mut new_chunks = Vec::new();
         let head = if spilled {
-            for bytes in SeenVersions::encode_in_pieces(unspilled, limits.chunk_bytes) {
-                let piece = SeenVersions::from_bytes(&bytes).unwrap_or_default();
+            for piece in SeenVersions::encode_in_pieces(unspilled, limits.chunk_bytes) {
                 let id = new_id();
                 directory.push(SeenChunk {
                     id: id.clone(),
-                    last_minute: piece.entries().map(|entry| entry.minute).max().unwrap_or(i64::MIN),
-                    entries: piece.len(),
+                    last_minute: piece.last_minute,
+                    entries: piece.entries,
                 });
-                new_chunks.push((id, bytes));
+                new_chunks.push((id, piece.bytes));
             }
             self.stored_json(SeenVersions::default().to_bytes(), 0, directory.clone(), from_minute)
         } else {

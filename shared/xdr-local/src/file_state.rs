@@ -38,14 +38,20 @@ impl FileStateStore {
         StoreError::Unavailable(format!("{action} {}: {error}", self.path.display()))
     }
 
-    fn read(&self) -> Result<Option<(SyncState, u64)>, StoreError> {
+    /// The stored document, its state not yet decoded.
+    fn read_stored(&self) -> Result<Option<StoredIn>, StoreError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(self.unavailable("reading", error)),
         };
-        let stored: StoredIn = serde_json::from_str(&text)
-            .map_err(|error| StoreError::Corrupt(format!("{}: {error}", self.path.display())))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt(format!("{}: {error}", self.path.display())))
+    }
+
+    fn read(&self) -> Result<Option<(SyncState, u64)>, StoreError> {
+        let Some(stored) = self.read_stored()? else { return Ok(None) };
         let state = SyncState::from_json(stored.state.get())
             .map_err(|error| StoreError::Corrupt(format!("{}: {error}", self.path.display())))?;
         Ok(Some((state, stored.revision)))
@@ -67,21 +73,10 @@ impl FileStateStore {
         Ok(file)
     }
 
-    /// The stored revision alone (the state itself is not decoded).
-    fn read_revision(&self) -> Result<Option<u64>, StoreError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(self.unavailable("reading", error)),
-        };
-        let stored: StoredIn = serde_json::from_str(&text)
-            .map_err(|error| StoreError::Corrupt(format!("{}: {error}", self.path.display())))?;
-        Ok(Some(stored.revision))
-    }
-
     fn save_blocking(&self, state_json: String, expected: Option<u64>) -> Result<Revision, StoreError> {
         let _lock = self.lock()?;
-        let current = self.read_revision()?;
+        // The revision alone: the state itself is not decoded.
+        let current = self.read_stored()?.map(|stored| stored.revision);
         if current != expected {
             return Err(StoreError::Conflict);
         }
