@@ -31,6 +31,7 @@ fn client_for(
             base_delay: Duration::from_millis(50),
             max_delay: Duration::from_millis(400),
         },
+        max_response_bytes: xdr_graph::client::DEFAULT_MAX_RESPONSE_BYTES,
     };
     let credentials = StaticCredentials(ClientCredentials {
         client_id: client_id.into(),

@@ -4,6 +4,7 @@
 mod faults;
 mod graph_client;
 mod graph_modes;
+mod hostile;
 mod iam;
 mod lambda_backfill;
 mod lambda_sync;

@@ -53,7 +53,7 @@ async fn a_local_backfill_writes_its_window_and_a_second_run_nothing() {
     let bad = Command::new(env!("CARGO_BIN_EXE_xdr-backfill"))
         .current_dir(dir.path())
         .env_clear()
-        .env("TENANT_ID", "t")
+        .env("TENANT_ID", "t.example")
         .env("CLIENT_ID", "c")
         .env("CLIENT_SECRET", "s")
         .args(["--start", "yesterday"])

@@ -98,9 +98,9 @@ fn bad_settings_fail_naming_the_setting() {
         (&[], "TENANT_ID"),
         (&[("TENANT_ID", "contoso.onmicrosoft.com")], "CLIENT_ID"),
         (&[("TENANT_ID", "contoso.onmicrosoft.com"), ("CLIENT_ID", "app")], "CLIENT_SECRET"),
-        (&[("TENANT_ID", "t"), ("CLOUD", "moon")], "CLOUD"),
-        (&[("TENANT_ID", "t"), ("BACKFILL_START", "yesterday")], "BACKFILL_START"),
-        (&[("TENANT_ID", "t"), ("OVERLAP_MINUTES", "ten")], "OVERLAP_MINUTES"),
+        (&[("TENANT_ID", "t.example"), ("CLOUD", "moon")], "CLOUD"),
+        (&[("TENANT_ID", "t.example"), ("BACKFILL_START", "yesterday")], "BACKFILL_START"),
+        (&[("TENANT_ID", "t.example"), ("OVERLAP_MINUTES", "ten")], "OVERLAP_MINUTES"),
     ];
     for (env, setting) in cases {
         let mut command = xdr_sync(dir.path());

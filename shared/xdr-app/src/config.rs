@@ -46,6 +46,8 @@ pub struct SyncConfig {
     pub max_attempts: u32,
     /// Backfill parts read at once (each one request at a time).
     pub backfill_concurrency: usize,
+    /// The largest Graph answer read, before and after decompression.
+    pub max_response_bytes: usize,
 }
 
 /// What a local run needs on top: credentials and the local places for output and state.
@@ -112,9 +114,7 @@ impl SyncConfig {
         let settings = Settings::new(lookup);
         let tenant_id =
             settings.required("TENANT_ID", "set it to the Entra tenant id (a GUID) or its primary domain")?;
-        if tenant_id.contains(['/', '?', '#', ' ']) {
-            return Err(ConfigError::new("TENANT_ID", format!("`{tenant_id}` is not a tenant id or domain")));
-        }
+        check_tenant_id(&tenant_id).map_err(|problem| ConfigError::new("TENANT_ID", problem))?;
         let cloud = match settings.optional("CLOUD") {
             Some(text) => {
                 text.parse::<Cloud>().map_err(|error| ConfigError::new("CLOUD", error.to_string()))?
@@ -190,6 +190,12 @@ impl SyncConfig {
         let max_attempts = settings.number("MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1, 20)?;
         let backfill_concurrency =
             settings.number("BACKFILL_CONCURRENCY", DEFAULT_BACKFILL_CONCURRENCY, 1, 16)?;
+        let max_response_mb = settings.number(
+            "MAX_RESPONSE_MB",
+            (xdr_graph::client::DEFAULT_MAX_RESPONSE_BYTES / (1024 * 1024)) as u64,
+            1,
+            1024,
+        )?;
 
         Ok(Self {
             tenant_id,
@@ -212,6 +218,7 @@ impl SyncConfig {
             http_timeout: Duration::from_secs(http_timeout),
             max_attempts,
             backfill_concurrency,
+            max_response_bytes: (max_response_mb as usize) * 1024 * 1024,
         })
     }
 
@@ -221,7 +228,40 @@ impl SyncConfig {
             endpoints: self.endpoints.clone(),
             request_timeout: self.http_timeout,
             retry: RetryPolicy { max_attempts: self.max_attempts, ..RetryPolicy::default() },
+            max_response_bytes: self.max_response_bytes,
         }
+    }
+}
+
+/// `TENANT_ID` goes into the token URL's path: only a GUID or a DNS name may (no `/`, `\`, `@`,
+/// `%`, `..` or anything else that could move the request, and the secret, to another host).
+fn check_tenant_id(text: &str) -> Result<(), String> {
+    let is_guid = text.len() == 36
+        && text
+            .char_indices()
+            .all(|(at, c)| if matches!(at, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() });
+    if is_guid {
+        return Ok(());
+    }
+    let labels: Vec<&str> = text.split('.').collect();
+    let label_ok = |label: &&str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let is_domain = text.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(label_ok)
+        && labels.last().is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()));
+    if is_domain {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is neither a tenant id (a GUID like 72f988bf-86f1-41af-91ab-2d7cd011db47) nor a domain name (like contoso.onmicrosoft.com)",
+            text.escape_debug()
+        ))
     }
 }
 
@@ -285,24 +325,39 @@ mod tests {
     fn each_bad_setting_is_named() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[], "TENANT_ID"),
-            (&[("TENANT_ID", "t"), ("CLOUD", "mars")], "CLOUD"),
-            (&[("TENANT_ID", "t"), ("GRAPH_BASE_URL", "graph")], "GRAPH_BASE_URL"),
-            (&[("TENANT_ID", "t"), ("LOGIN_BASE_URL", "ftp://x")], "LOGIN_BASE_URL"),
-            (&[("TENANT_ID", "t"), ("BACKFILL_START", "last week")], "BACKFILL_START"),
-            (&[("TENANT_ID", "t"), ("BACKFILL_START", "2027-01-01T00:00:00Z")], "BACKFILL_START"),
-            (&[("TENANT_ID", "t"), ("PAGE_SIZE", "5000")], "PAGE_SIZE"),
-            (&[("TENANT_ID", "t"), ("PAGE_SIZE", "many")], "PAGE_SIZE"),
-            (&[("TENANT_ID", "t"), ("OVERLAP_MINUTES", "-1")], "OVERLAP_MINUTES"),
-            (&[("TENANT_ID", "t"), ("OUTPUT_PREFIX", "a//b")], "OUTPUT_PREFIX"),
+            (&[("TENANT_ID", "t.example"), ("CLOUD", "mars")], "CLOUD"),
+            (&[("TENANT_ID", "t.example"), ("GRAPH_BASE_URL", "graph")], "GRAPH_BASE_URL"),
+            (&[("TENANT_ID", "t.example"), ("LOGIN_BASE_URL", "ftp://x")], "LOGIN_BASE_URL"),
+            (&[("TENANT_ID", "t.example"), ("BACKFILL_START", "last week")], "BACKFILL_START"),
+            (&[("TENANT_ID", "t.example"), ("BACKFILL_START", "2027-01-01T00:00:00Z")], "BACKFILL_START"),
+            (&[("TENANT_ID", "t.example"), ("PAGE_SIZE", "5000")], "PAGE_SIZE"),
+            (&[("TENANT_ID", "t.example"), ("PAGE_SIZE", "many")], "PAGE_SIZE"),
+            (&[("TENANT_ID", "t.example"), ("OVERLAP_MINUTES", "-1")], "OVERLAP_MINUTES"),
+            (&[("TENANT_ID", "t.example"), ("OUTPUT_PREFIX", "a//b")], "OUTPUT_PREFIX"),
             (
-                &[("TENANT_ID", "t"), ("OUTPUT_PREFIX", "x"), ("QUARANTINE_PREFIX", "x/q")],
+                &[("TENANT_ID", "t.example"), ("OUTPUT_PREFIX", "x"), ("QUARANTINE_PREFIX", "x/q")],
                 "QUARANTINE_PREFIX",
             ),
-            (&[("TENANT_ID", "t"), ("MAX_OBJECT_MB", "0")], "MAX_OBJECT_MB"),
+            (&[("TENANT_ID", "t.example"), ("MAX_OBJECT_MB", "0")], "MAX_OBJECT_MB"),
             (&[("TENANT_ID", "a/b")], "TENANT_ID"),
-            (&[("TENANT_ID", "t"), ("MAX_SKIP", "-5")], "MAX_SKIP"),
+            (&[("TENANT_ID", "\\\\evil.example")], "TENANT_ID"),
+            (&[("TENANT_ID", "evil.example\\x")], "TENANT_ID"),
+            (&[("TENANT_ID", "contoso")], "TENANT_ID"),
+            (&[("TENANT_ID", "user@evil.example")], "TENANT_ID"),
+            (&[("TENANT_ID", "evil.example%2f")], "TENANT_ID"),
+            (&[("TENANT_ID", "..")], "TENANT_ID"),
+            (&[("TENANT_ID", "10.0.0.1")], "TENANT_ID"),
+            (&[("TENANT_ID", "-a.example")], "TENANT_ID"),
+            (&[("TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db4g")], "TENANT_ID"),
             (
-                &[("TENANT_ID", "t"), ("ACCEPT_INCOMPLETE_INSTANTS", "2026-11-28T06:00:00Z, soon")],
+                &[("TENANT_ID", "t.example"), ("GRAPH_BASE_URL", "http://graph.microsoft.com")],
+                "GRAPH_BASE_URL",
+            ),
+            (&[("TENANT_ID", "t.example"), ("LOGIN_BASE_URL", "http://10.1.2.3:8080")], "LOGIN_BASE_URL"),
+            (&[("TENANT_ID", "t.example"), ("MAX_RESPONSE_MB", "0")], "MAX_RESPONSE_MB"),
+            (&[("TENANT_ID", "t.example"), ("MAX_SKIP", "-5")], "MAX_SKIP"),
+            (
+                &[("TENANT_ID", "t.example"), ("ACCEPT_INCOMPLETE_INSTANTS", "2026-11-28T06:00:00Z, soon")],
                 "ACCEPT_INCOMPLETE_INSTANTS",
             ),
         ];
@@ -316,7 +371,7 @@ mod tests {
     #[test]
     fn backfill_start_and_overrides_are_read() {
         let config = parse(&[
-            ("TENANT_ID", "t"),
+            ("TENANT_ID", "t.example"),
             ("CLOUD", "usgov"),
             ("GRAPH_BASE_URL", "http://127.0.0.1:9000"),
             ("BACKFILL_START", "2026-11-01T00:00:00Z"),
@@ -327,6 +382,24 @@ mod tests {
         assert_eq!(config.endpoints.graph.as_str(), "http://127.0.0.1:9000/");
         assert_eq!(config.engine.backfill_start, parse_instant("2026-11-01T00:00:00Z"));
         assert_eq!(config.engine.layout.data_prefix(), "lake/xdr");
+    }
+
+    #[test]
+    fn tenant_ids_are_guids_or_domain_names() {
+        for good in [
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "72F988BF-86F1-41AF-91AB-2D7CD011DB47",
+            "contoso.onmicrosoft.com",
+            "contoso.onmicrosoft.us",
+            "sub-1.contoso.co.uk",
+        ] {
+            assert_eq!(check_tenant_id(good), Ok(()), "{good}");
+        }
+        let error = parse(&[("TENANT_ID", "\\\\evil.example")]).unwrap_err();
+        assert!(error.problem.contains(r"`\\\\evil.example`"), "{error}");
+        let config = parse(&[("TENANT_ID", "t.example")]).unwrap();
+        assert_eq!(config.max_response_bytes, 128 * 1024 * 1024);
+        assert!(config.max_response_bytes > 1000 * 100 * 1000, "a page of 1,000 alerts of 100 KB fits");
     }
 
     #[test]

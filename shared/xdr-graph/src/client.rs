@@ -12,14 +12,24 @@ use tracing::{debug, info, warn};
 use url::Url;
 use xdr_core::{AlertSource, FetchedPage, Identity, PageRequest, Query, SourceError};
 
+use crate::body::{BodyError, read_capped};
 use crate::cloud::Endpoints;
 use crate::credentials::CredentialProvider;
 use crate::error::GraphError;
+use crate::origin::check_origin;
 use crate::retry::{RetryPolicy, is_retryable_status, is_retryable_transport, retry_after};
+use crate::upstream_text;
 
 const ALERTS_PATH: &str = "v1.0/security/alerts_v2";
 /// Less than this left before the deadline: don't start a request.
 const MIN_REQUEST_TIME: Duration = Duration::from_millis(200);
+/// The default for [`GraphSettings::max_response_bytes`]: a page of 1,000 alerts of 100 KB
+/// each (about 95 MiB) fits under it.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 128 * 1024 * 1024;
+/// A token answer is a few KB; Entra's error answers are smaller still.
+const TOKEN_BODY_LIMIT: usize = 1024 * 1024;
+/// Error answers are read only for their code and message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct GraphSettings {
@@ -28,6 +38,8 @@ pub struct GraphSettings {
     /// Upper bound for one HTTP request (also bounded by the deadline).
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// The largest page answer read, before and after decompression (`MAX_RESPONSE_MB`).
+    pub max_response_bytes: usize,
 }
 
 /// Counters for metrics and summaries.
@@ -77,13 +89,49 @@ pub struct GraphClient<P> {
     backoff_until: std::sync::Mutex<Option<Instant>>,
 }
 
-/// Builds the HTTP client: rustls, gzip, proxy from `HTTPS_PROXY`/`NO_PROXY` (reqwest's default).
+/// Builds the HTTP client: rustls, proxy from `HTTPS_PROXY`/`NO_PROXY` (reqwest's default).
+/// Redirects are never followed: a 307 on the token request would replay the form, client
+/// secret included, to wherever `Location` points, and a followed page request would take a
+/// stranger's answer for Graph's. Decompression is done here, within a size limit
+/// ([`crate::body`]), not by reqwest.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .user_agent(concat!("xdr-sync/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .no_gzip()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(50))
         .build()
+}
+
+/// `scheme://host[:port]` of a URL (no path, query or user info), bounded for messages.
+fn origin_of(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    let text = match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    };
+    upstream_text::identifier(&text)
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Where a redirect points: its origin only (the path and query may carry anything), or the raw
+/// header bounded when it is not a URL.
+fn redirect_target(response: &Response) -> String {
+    let Some(location) = response.headers().get(reqwest::header::LOCATION) else {
+        return "(no Location header)".into();
+    };
+    let text = String::from_utf8_lossy(location.as_bytes());
+    match response.url().join(&text) {
+        Ok(url) => origin_of(&url),
+        Err(_) => upstream_text::identifier(&text),
+    }
 }
 
 #[derive(Deserialize)]
@@ -150,14 +198,13 @@ fn request_id(response: &Response) -> String {
     ["request-id", "client-request-id", "x-ms-request-id"]
         .iter()
         .find_map(|name| response.headers().get(*name).and_then(|value| value.to_str().ok()))
-        .unwrap_or("none")
-        .to_owned()
+        .map_or_else(|| "none".to_owned(), upstream_text::identifier)
 }
 
-/// Everything before "Trace ID:" in Entra's description, on one line.
+/// Everything before "Trace ID:" in Entra's description, on one bounded line.
 fn entra_summary(description: &str) -> String {
     let head = description.split(" Trace ID:").next().unwrap_or(description);
-    head.replace(['\r', '\n'], " ").trim().to_owned()
+    upstream_text::message(head)
 }
 
 fn entra_code(body: &EntraErrorBody) -> Option<u64> {
@@ -214,19 +261,26 @@ impl<P: CredentialProvider> GraphClient<P> {
     /// A nextLink is followed verbatim, but only to the Graph host in use.
     pub fn check_next_link(&self, link: &str) -> Result<Url, GraphError> {
         let graph = &self.settings.endpoints.graph;
-        let expected = format!("{}://{}", graph.scheme(), graph.host_str().unwrap_or(""));
+        let expected = origin_of(graph);
         let url = Url::parse(link).map_err(|_| GraphError::ForeignNextLink {
             found: "(not a URL)".into(),
             expected: expected.clone(),
         })?;
-        let same_origin = url.scheme() == graph.scheme()
-            && url.host_str() == graph.host_str()
-            && url.port_or_known_default() == graph.port_or_known_default();
-        if !same_origin {
-            let found = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
-            return Err(GraphError::ForeignNextLink { found, expected });
+        if !same_origin(&url, graph) || !url.username().is_empty() || url.password().is_some() {
+            return Err(GraphError::ForeignNextLink { found: origin_of(&url), expected });
         }
         Ok(url)
+    }
+
+    /// The client's own check before a request leaves: an allowed scheme and host (whatever the
+    /// settings said), on the origin the request belongs to.
+    fn check_destination(&self, url: &Url, request: &'static str, home: &Url) -> Result<(), GraphError> {
+        let refused = |problem: String| GraphError::NotAllowed { request, url: origin_of(url), problem };
+        check_origin(url).map_err(|error| refused(error.to_string()))?;
+        if !same_origin(url, home) {
+            return Err(refused(format!("it is not on {}", origin_of(home))));
+        }
+        Ok(())
     }
 
     /// How long the next request may take, or `OutOfTime` if it cannot start.
@@ -243,7 +297,7 @@ impl<P: CredentialProvider> GraphClient<P> {
     async fn wait_or_give_up(&self, wait: Duration, deadline: Option<DateTime<Utc>>) -> bool {
         if let Some(deadline) = deadline {
             let left = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            if wait + MIN_REQUEST_TIME > left {
+            if wait.saturating_add(MIN_REQUEST_TIME) > left {
                 return false;
             }
         }
@@ -253,7 +307,9 @@ impl<P: CredentialProvider> GraphClient<P> {
 
     /// Extends the shared backoff to at least `wait` from now.
     fn back_off_all(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        // `wait` is bounded by `MAX_RETRY_AFTER`; checked all the same, as no wait may panic.
+        let until = now.checked_add(wait).unwrap_or(now);
         let mut shared = self.backoff_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *shared = Some(shared.map_or(until, |current| current.max(until)));
     }
@@ -302,6 +358,8 @@ impl<P: CredentialProvider> GraphClient<P> {
         let url = endpoints.login.join(&format!("{}/oauth2/v2.0/token", self.settings.tenant_id)).map_err(
             |error| GraphError::Credentials(format!("TENANT_ID makes an invalid token URL: {error}")),
         )?;
+        // `TENANT_ID` is checked when settings are read; this holds for any caller.
+        self.check_destination(&url, "token request", &endpoints.login)?;
         let scope = endpoints.scope();
         let form = [
             ("grant_type", "client_credentials"),
@@ -316,19 +374,33 @@ impl<P: CredentialProvider> GraphClient<P> {
             self.counters.token_requests.fetch_add(1, Ordering::Relaxed);
             let sent = self.http.post(url.clone()).form(&form).timeout(timeout).send().await;
             let wait = match sent {
+                Ok(response) if response.status().is_redirection() || !same_origin(response.url(), &url) => {
+                    return Err(GraphError::Redirected {
+                        request: "token request",
+                        status: response.status().as_u16(),
+                        location: redirect_target(&response),
+                        setting: "LOGIN_BASE_URL and TENANT_ID",
+                    });
+                }
                 Ok(response) if response.status().is_success() => {
                     let status = response.status().as_u16();
-                    let body = response.bytes().await.map_err(|error| GraphError::BadTokenResponse {
-                        status,
-                        detail: error.without_url().to_string(),
-                    })?;
+                    let body =
+                        read_capped(response, TOKEN_BODY_LIMIT).await.map_err(|error| match error {
+                            BodyError::TooLarge { .. } => GraphError::TooLarge {
+                                request: "token request",
+                                limit_mb: TOKEN_BODY_LIMIT / (1024 * 1024),
+                                detail: error.to_string(),
+                            },
+                            error => GraphError::BadTokenResponse { status, detail: error.to_string() },
+                        })?;
                     let parsed: TokenResponse =
                         serde_json::from_slice(&body).map_err(|error| GraphError::BadTokenResponse {
                             status,
                             detail: format!("not a token response ({error})"),
                         })?;
-                    // Refresh a little early: 5 minutes, or a fifth of a short lifetime.
-                    let lifetime = Duration::from_secs(parsed.expires_in);
+                    // Refresh a little early: 5 minutes, or a fifth of a short lifetime. A lifetime
+                    // beyond a day is taken as a day (no value can overflow `Instant`).
+                    let lifetime = Duration::from_secs(parsed.expires_in.min(24 * 3600));
                     let early = Duration::from_secs(300).min(lifetime / 5);
                     info!(expires_in = parsed.expires_in, "Got an access token.");
                     // An opaque token (not Entra's JWT) names no tenant: the configured one.
@@ -336,7 +408,7 @@ impl<P: CredentialProvider> GraphClient<P> {
                         .unwrap_or_else(|| self.settings.tenant_id.to_ascii_lowercase());
                     return Ok(CachedToken {
                         value: SecretString::from(parsed.access_token),
-                        refresh_at: Instant::now() + lifetime - early,
+                        refresh_at: Instant::now().checked_add(lifetime - early).unwrap_or_else(Instant::now),
                         tenant,
                     });
                 }
@@ -377,8 +449,7 @@ impl<P: CredentialProvider> GraphClient<P> {
 
     async fn token_error(&self, response: Response, client_id: &str) -> GraphError {
         let status = response.status().as_u16();
-        let body: EntraErrorBody = response
-            .bytes()
+        let body: EntraErrorBody = read_capped(response, ERROR_BODY_LIMIT)
             .await
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -397,14 +468,16 @@ impl<P: CredentialProvider> GraphClient<P> {
                 code: match code {
                     Some(code) => format!("AADSTS{code}"),
                     None if body.error.is_empty() => "no error code".into(),
-                    None => body.error.clone(),
+                    None => upstream_text::identifier(&body.error),
                 },
-                summary: if body.error_description.is_empty() {
-                    "no description".into()
-                } else {
-                    entra_summary(&body.error_description)
+                summary: match entra_summary(&body.error_description) {
+                    summary if summary.is_empty() => "no description".into(),
+                    summary => summary,
                 },
-                trace_id: if body.trace_id.is_empty() { "none".into() } else { body.trace_id.clone() },
+                trace_id: match upstream_text::identifier(&body.trace_id) {
+                    id if id.is_empty() => "none".into(),
+                    id => id,
+                },
             },
         }
     }
@@ -414,6 +487,7 @@ impl<P: CredentialProvider> GraphClient<P> {
         let mut attempt = 0;
         let mut refreshed = false;
         let mut last_problem: String;
+        self.check_destination(&url, "page request", &self.settings.endpoints.graph)?;
         loop {
             attempt += 1;
             self.respect_shared_backoff(deadline).await?;
@@ -426,6 +500,7 @@ impl<P: CredentialProvider> GraphClient<P> {
                 .bearer_auth(token.expose_secret())
                 .header("Prefer", "include-unknown-enum-members")
                 .header("Accept", "application/json")
+                .header("Accept-Encoding", "gzip")
                 .timeout(timeout)
                 .send()
                 .await;
@@ -433,16 +508,21 @@ impl<P: CredentialProvider> GraphClient<P> {
                 Ok(response) => {
                     let status = response.status();
                     let request_id = request_id(&response);
+                    if status.is_redirection() || !same_origin(response.url(), &url) {
+                        return Err(GraphError::Redirected {
+                            request: "page request",
+                            status: status.as_u16(),
+                            location: redirect_target(&response),
+                            setting: "GRAPH_BASE_URL",
+                        });
+                    }
                     if status == StatusCode::PARTIAL_CONTENT {
                         // One provider behind the security API failed: records may be missing.
                         let warning = response
                             .headers()
                             .get(reqwest::header::WARNING)
                             .and_then(|value| value.to_str().ok())
-                            .unwrap_or("no Warning header")
-                            .chars()
-                            .take(200)
-                            .collect::<String>();
+                            .map_or_else(|| "no Warning header".to_owned(), upstream_text::message);
                         last_problem = format!(
                             "Graph answered 206 Partial Content (request-id {request_id}, Warning: {warning}): a provider behind it failed and the page may be missing alerts"
                         );
@@ -452,15 +532,28 @@ impl<P: CredentialProvider> GraphClient<P> {
                         self.back_off_all(wait);
                         wait
                     } else if status.is_success() {
-                        match response.bytes().await {
+                        match read_capped(response, self.settings.max_response_bytes).await {
                             Ok(body) => {
                                 debug!(request_id = %request_id, bytes = body.len(), "Got a page.");
-                                return Ok(FetchedPage { body: body.to_vec(), request_id: Some(request_id) });
+                                return Ok(FetchedPage { body, request_id: Some(request_id) });
                             }
-                            Err(error) => {
-                                last_problem = format!("reading the page failed: {}", error.without_url());
+                            Err(error) if error.is_transient() => {
+                                last_problem = format!("reading the page failed: {error}");
                                 warn!(request_id = %request_id, attempt, problem = %last_problem, "Retrying.");
                                 self.settings.retry.delay(attempt, None)
+                            }
+                            Err(error @ BodyError::TooLarge { .. }) => {
+                                return Err(GraphError::TooLarge {
+                                    request: "page request",
+                                    limit_mb: self.settings.max_response_bytes / (1024 * 1024),
+                                    detail: format!("{error} (request-id {request_id})"),
+                                });
+                            }
+                            Err(error) => {
+                                return Err(GraphError::Unreadable {
+                                    request: "page request",
+                                    detail: format!("{error} (request-id {request_id})"),
+                                });
                             }
                         }
                     } else if status == StatusCode::UNAUTHORIZED && !refreshed {
@@ -538,15 +631,21 @@ impl<P: CredentialProvider> GraphClient<P> {
 
     async fn graph_error(&self, response: Response, request_id: String) -> GraphError {
         let status = response.status().as_u16();
-        let body: GraphErrorBody = response
-            .bytes()
+        let body: GraphErrorBody = read_capped(response, ERROR_BODY_LIMIT)
             .await
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
-        let code = if body.error.code.is_empty() { "no error code".to_owned() } else { body.error.code };
-        let message =
-            if body.error.message.is_empty() { "no message".to_owned() } else { body.error.message };
+        // Graph's words, bounded and on one line: they reach logs, Lambda error payloads and the
+        // dead-letter queue.
+        let code = match upstream_text::identifier(&body.error.code) {
+            code if code.is_empty() => "no error code".to_owned(),
+            code => code,
+        };
+        let message = match upstream_text::message(&body.error.message) {
+            message if message.is_empty() => "no message".to_owned(),
+            message => message,
+        };
         if status == 401 || status == 403 {
             GraphError::Forbidden { status, code, message, request_id }
         } else {
@@ -586,6 +685,7 @@ mod tests {
             endpoints: Endpoints::for_cloud(Cloud::Global, None, None).unwrap(),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         };
         let credentials = StaticCredentials(ClientCredentials {
             client_id: "app".into(),

@@ -4,6 +4,8 @@ use std::str::FromStr;
 
 use url::Url;
 
+use crate::origin::check_origin;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Cloud {
     /// Commercial and GCC.
@@ -57,7 +59,7 @@ pub struct Endpoints {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{setting} `{value}` is not an http(s) URL: {problem}")]
+#[error("{setting} `{value}` is not allowed: {problem}")]
 pub struct BadEndpoint {
     pub setting: &'static str,
     pub value: String,
@@ -85,13 +87,9 @@ impl Endpoints {
 
 fn parse_base(setting: &'static str, value: &str) -> Result<Url, BadEndpoint> {
     let bad = |problem: &str| BadEndpoint { setting, value: value.to_owned(), problem: problem.to_owned() };
-    let mut url = Url::parse(value.trim()).map_err(|error| bad(&error.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("the scheme must be https (or http for a local simulator)"));
-    }
-    if url.host_str().is_none() {
-        return Err(bad("there is no host"));
-    }
+    let mut url = Url::parse(value.trim()).map_err(|error| bad(&format!("not a URL ({error})")))?;
+    // The same rule the client applies before every request.
+    check_origin(&url).map_err(|error| bad(&error.to_string()))?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("it must not carry a query or fragment"));
     }
@@ -125,5 +123,16 @@ mod tests {
         assert_eq!(local.scope(), "http://127.0.0.1:9/.default");
         assert!(Endpoints::for_cloud(Cloud::Global, None, Some("graph.microsoft.com")).is_err());
         assert!(Endpoints::for_cloud(Cloud::Global, Some("ftp://x"), None).is_err());
+        // Plain http only to this machine; no user info.
+        for (login, graph) in [
+            (Some("http://login.microsoftonline.com"), None),
+            (None, Some("http://graph.microsoft.com")),
+            (None, Some("http://192.168.1.10:8080")),
+            (Some("https://user:secret@login.example"), None),
+        ] {
+            let error = Endpoints::for_cloud(Cloud::Global, login, graph).unwrap_err();
+            assert!(error.to_string().contains("not allowed"), "{error}");
+        }
+        assert!(Endpoints::for_cloud(Cloud::Global, Some("http://localhost:8080"), None).is_ok());
     }
 }

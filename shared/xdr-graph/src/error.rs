@@ -46,6 +46,18 @@ pub enum GraphError {
     ForeignNextLink { found: String, expected: String },
     #[error("the token endpoint answered with an unexpected body (HTTP {status}): {detail}")]
     BadTokenResponse { status: u16, detail: String },
+    #[error(
+        "the {request} was answered with a redirect (HTTP {status}) to `{location}`; redirects are never followed, so the client secret and access tokens go only to the configured hosts. Check {setting} and any proxy in between"
+    )]
+    Redirected { request: &'static str, status: u16, location: String, setting: &'static str },
+    #[error("refused to send the {request} to `{url}`: {problem}")]
+    NotAllowed { request: &'static str, url: String, problem: String },
+    #[error(
+        "the answer to the {request} is too large: {detail}. MAX_RESPONSE_MB ({limit_mb} MiB) bounds every answer before and after decompression; raise it if Graph's pages really are that large"
+    )]
+    TooLarge { request: &'static str, limit_mb: usize, detail: String },
+    #[error("the answer to the {request} could not be read: {detail}")]
+    Unreadable { request: &'static str, detail: String },
 }
 
 impl GraphError {
@@ -64,7 +76,12 @@ impl GraphError {
                 SourceErrorKind::Unavailable
             }
             GraphError::Rejected { status: 400, .. } => SourceErrorKind::QueryRejected,
-            GraphError::Rejected { .. } | GraphError::ForeignNextLink { .. } => SourceErrorKind::Refused,
+            GraphError::Rejected { .. }
+            | GraphError::ForeignNextLink { .. }
+            | GraphError::Redirected { .. }
+            | GraphError::NotAllowed { .. }
+            | GraphError::TooLarge { .. }
+            | GraphError::Unreadable { .. } => SourceErrorKind::Refused,
         }
     }
 }

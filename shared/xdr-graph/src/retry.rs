@@ -32,14 +32,26 @@ pub fn is_retryable_transport(error: &reqwest::Error) -> bool {
     error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() || error.is_decode()
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
+/// The longest `Retry-After` taken as given: a Lambda invocation lasts at most 15 minutes, and a
+/// larger value (or one too large for `Duration` and `Instant` arithmetic) is waited as this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// `Retry-After` as seconds or as an HTTP date, at most [`MAX_RETRY_AFTER`]. Any header value
+/// gives an answer or `None`, never a panic.
 pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = text.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        if seconds.is_nan() || seconds < 0.0 {
+            return None;
+        }
+        let capped = seconds.min(MAX_RETRY_AFTER.as_secs_f64());
+        return Some(
+            Duration::try_from_secs_f64(capped).map_or(MAX_RETRY_AFTER, |wait| wait.min(MAX_RETRY_AFTER)),
+        );
     }
     let when = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
-    Some((when - now).to_std().unwrap_or(Duration::ZERO))
+    let wait = when.signed_duration_since(now).to_std().unwrap_or(Duration::ZERO);
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 impl RetryPolicy {
@@ -49,7 +61,9 @@ impl RetryPolicy {
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         match retry_after {
             Some(wait) => {
-                wait + wait.mul_f64(0.1 * fastrand::f64()) + Duration::from_millis(fastrand::u64(0..100))
+                let wait = wait.min(MAX_RETRY_AFTER);
+                wait.saturating_add(wait.mul_f64(0.1 * fastrand::f64()))
+                    .saturating_add(Duration::from_millis(fastrand::u64(0..100)))
             }
             None => {
                 let exponent = attempt.saturating_sub(1).min(16);
@@ -75,6 +89,37 @@ mod tests {
         assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(7)));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn no_retry_after_value_can_overflow() {
+        let now = DateTime::parse_from_rfc3339("2026-11-28T04:30:00Z").unwrap().with_timezone(&Utc);
+        let policy = RetryPolicy::default();
+        for text in [
+            "1e300",
+            "1e19",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999999",
+            "inf",
+            "Infinity",
+            "NaN",
+            "-1",
+            "-0",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+            "Mon, 01 Jan 1900 00:00:00 GMT",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(text).unwrap());
+            let wait = retry_after(&headers, now);
+            assert!(wait.is_none_or(|wait| wait <= MAX_RETRY_AFTER), "{text}: {wait:?}");
+            let delay = policy.delay(3, wait);
+            assert!(delay <= MAX_RETRY_AFTER.mul_f64(1.1) + Duration::from_millis(100), "{text}");
+            assert!(std::time::Instant::now().checked_add(delay).is_some());
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1e19"));
+        assert_eq!(retry_after(&headers, now), Some(MAX_RETRY_AFTER));
     }
 
     #[test]

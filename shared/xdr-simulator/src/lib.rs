@@ -3,11 +3,13 @@
 //! faults on request. Used by the demo and by the project's tests.
 
 pub mod alerts;
+pub mod elsewhere;
 pub mod graph;
 pub mod rng;
 pub mod server;
 pub mod tenant;
 
+pub use elsewhere::Elsewhere;
 pub use graph::{GraphBehaviour, GraphMode, ListOrder, ListRequest, Listed, NextLinks};
 pub use server::{Fault, RequestRecord, SimOptions, Simulator};
 pub use tenant::{Activity, SimTenant, SimVersion};

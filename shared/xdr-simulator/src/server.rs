@@ -40,7 +40,23 @@ pub enum Fault {
     /// Answer 206 Partial Content with a `Warning` header, one provider's alerts left out (the
     /// security API's documented way of saying a provider behind it failed).
     PartialContent,
+    /// Answer with a redirect (`status`: 301, 302, 303, 307, 308) to `location`, as an attacker
+    /// in the path (or a misconfigured proxy) would.
+    Redirect { status: u16, location: String },
+    /// Answer `status` with this `Retry-After` text, whatever it says (`1e19`, a date in 9999).
+    RetryAfterText { status: u16, value: String },
+    /// Answer 200 with the real answer padded (a JSON member) to about `bytes` bytes.
+    Oversized { bytes: usize },
+    /// Answer 200 with the real answer followed by whitespace up to `bytes` bytes, gzipped at
+    /// the best level whatever the request asked for (a decompression bomb that parses).
+    GzipBomb { bytes: usize },
+    /// Answer `status` with an error whose text is long and carries control characters, a
+    /// forged log line and terminal escapes.
+    HostileError { status: u16 },
 }
+
+/// The error text [`Fault::HostileError`] sends (before it is made long).
+pub const HOSTILE_TEXT: &str = "Access denied.\r\n{\"level\":\"INFO\",\"fields\":{\"message\":\"forged log line\"}}\u{1b}[2J\u{1b}[31mRED\u{202e}txt.exe\u{0}";
 
 /// One request the simulator served.
 #[derive(Debug, Clone)]
@@ -86,6 +102,8 @@ pub(crate) struct SimState {
     pub options: SimOptions,
     pub tokens: HashMap<String, DateTime<Utc>>,
     pub faults: VecDeque<Fault>,
+    /// Faults for the token endpoint, in order.
+    pub token_faults: VecDeque<Fault>,
     pub log: Vec<RequestRecord>,
     pub issued: u64,
     pub base_url: String,
@@ -156,6 +174,7 @@ impl Simulator {
             options,
             tokens: HashMap::new(),
             faults: VecDeque::new(),
+            token_faults: VecDeque::new(),
             log: Vec::new(),
             issued: 0,
             base_url: base_url.clone(),
@@ -213,6 +232,12 @@ impl Simulator {
         lock(&self.state).faults.push_back(fault);
     }
 
+    /// A fault for the next token request (`Redirect`, `RetryAfterText`, `Oversized`, `GzipBomb`,
+    /// `HostileError`, `Status`, `Delay`; others pass).
+    pub fn push_token_fault(&self, fault: Fault) {
+        lock(&self.state).token_faults.push_back(fault);
+    }
+
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.state).log.clone()
     }
@@ -243,6 +268,91 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
+/// Like Graph, answers gzip when the request accepts it.
+fn maybe_gzipped(status: StatusCode, body: String, headers: &HeaderMap) -> Response {
+    let accepts_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.split(',').any(|part| part.trim().starts_with("gzip")));
+    if !accepts_gzip {
+        return json_response(status, body);
+    }
+    gzip_response(status, body.as_bytes(), 0, flate2::Compression::fast())
+}
+
+/// `body` then `padding` spaces, gzipped.
+fn gzip_response(status: StatusCode, body: &[u8], padding: usize, level: flate2::Compression) -> Response {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), level);
+    let spaces = vec![b' '; padding.min(1 << 20)];
+    let mut written = encoder.write_all(body).is_ok();
+    let mut left = padding;
+    while written && left > 0 {
+        let n = left.min(spaces.len());
+        written = encoder.write_all(&spaces[..n]).is_ok();
+        left -= n;
+    }
+    let Ok(compressed) = encoder.finish() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+        ],
+        compressed,
+    )
+        .into_response()
+}
+
+/// `body` (a JSON object) with one more member that pads it to about `bytes` bytes.
+fn padded(mut body: String, bytes: usize) -> String {
+    let Some(end) = body.rfind('}') else { return body };
+    body.truncate(end);
+    body.push_str(r#","@sim.padding":""#);
+    let fill = bytes.saturating_sub(body.len() + 2);
+    body.extend(std::iter::repeat_n('x', fill));
+    body.push_str("\"}");
+    body
+}
+
+/// A misbehaviour that does not depend on the endpoint, if `fault` is one.
+fn misbehaviour(fault: &Fault, request_id: &str) -> Option<Response> {
+    match fault {
+        Fault::Redirect { status, location } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::TEMPORARY_REDIRECT);
+            let location = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/"));
+            Some((status, [(header::LOCATION, location)]).into_response())
+        }
+        Fault::RetryAfterText { status, value } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+            let mut response = graph_error(status, "TooManyRequests", "Simulated fault.", request_id);
+            if let Ok(value) = HeaderValue::from_str(value) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            Some(response)
+        }
+        Fault::HostileError { status } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN);
+            let message = HOSTILE_TEXT.repeat(300);
+            let body = serde_json::json!({
+                "error": "invalid_request",
+                "error_description": message,
+                "trace_id": HOSTILE_TEXT,
+                "error_codes": [],
+            });
+            let mut graph = graph_error(status, HOSTILE_TEXT, &message, request_id);
+            if status == StatusCode::BAD_REQUEST {
+                // Entra-shaped, for the token endpoint.
+                graph = json_response(status, body.to_string());
+            }
+            Some(graph)
+        }
+        _ => None,
+    }
+}
+
 fn entra_error(status: StatusCode, error: &str, code: u64, description: &str) -> Response {
     let trace = "5f1c0000-0000-4000-8000-00000000beef";
     let body = serde_json::json!({
@@ -268,8 +378,27 @@ fn graph_error(status: StatusCode, code: &str, message: &str, request_id: &str) 
 async fn token(State(state): State<Shared>, Path(tenant): Path<String>, RawForm(form): RawForm) -> Response {
     let fields: HashMap<String, String> = url::form_urlencoded::parse(&form).into_owned().collect();
     let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
+    let fault = lock(&state).token_faults.pop_front();
+    if let Some(Fault::Delay(wait)) = &fault {
+        tokio::time::sleep(*wait).await;
+    }
     let mut sim = lock(&state);
-    let response = if tenant != sim.tenant.tenant_id && tenant != sim.tenant.domain() {
+    let answered = fault.as_ref().and_then(|fault| match fault {
+        Fault::Status { status, retry_after } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut response = entra_error(status, "temporarily_unavailable", 50196, "Simulated fault.");
+            if let Some(seconds) = retry_after {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
+            }
+            Some(response)
+        }
+        // An Entra-shaped hostile error: a 400 with a long, control-laden description.
+        Fault::HostileError { .. } => misbehaviour(&Fault::HostileError { status: 400 }, ""),
+        other => misbehaviour(other, ""),
+    });
+    let response = if let Some(response) = answered {
+        response
+    } else if tenant != sim.tenant.tenant_id && tenant != sim.tenant.domain() {
         entra_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -340,8 +469,17 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, RawForm(
         };
         let lifetime = sim.options.token_lifetime;
         sim.tokens.insert(value.clone(), Utc::now() + lifetime);
-        let body = serde_json::json!({"token_type": "Bearer", "expires_in": lifetime.num_seconds(), "ext_expires_in": lifetime.num_seconds(), "access_token": value});
-        json_response(StatusCode::OK, body.to_string())
+        let body = serde_json::json!({"token_type": "Bearer", "expires_in": lifetime.num_seconds(), "ext_expires_in": lifetime.num_seconds(), "access_token": value}).to_string();
+        match fault {
+            Some(Fault::Oversized { bytes }) => json_response(StatusCode::OK, padded(body, bytes)),
+            Some(Fault::GzipBomb { bytes }) => gzip_response(
+                StatusCode::OK,
+                body.as_bytes(),
+                bytes.saturating_sub(body.len()),
+                flate2::Compression::best(),
+            ),
+            _ => json_response(StatusCode::OK, body),
+        }
     };
     sim.log.push(RequestRecord {
         at: std::time::Instant::now(),
@@ -421,6 +559,9 @@ fn serve_alerts(
             request_id,
         );
     }
+    if let Some(response) = fault.as_ref().and_then(|fault| misbehaviour(fault, request_id)) {
+        return response;
+    }
     if let Some(Fault::Status { status, retry_after }) = fault {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut response = graph_error(
@@ -475,7 +616,16 @@ fn serve_alerts(
     }
     let status =
         if fault == Some(Fault::PartialContent) { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
-    let mut response = json_response(status, body);
+    let mut response = match fault {
+        Some(Fault::Oversized { bytes }) => json_response(status, padded(body, bytes)),
+        Some(Fault::GzipBomb { bytes }) => gzip_response(
+            status,
+            body.as_bytes(),
+            bytes.saturating_sub(body.len()),
+            flate2::Compression::best(),
+        ),
+        _ => maybe_gzipped(status, body, headers),
+    };
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("request-id", value);
     }
