@@ -50,7 +50,12 @@ class Resolver:
         self.doc = doc
         self.names = names  # bucket, table_arn, secret_arn, key_arn
         self.parameters = {**defaults(doc), **(parameters or {})}
-        self.conditions = {"CreateBucket": True, "CreateSecret": True, "UseKey": False, **(conditions or {})}
+        self.conditions = {
+            "CreateBucket": True, "CreateSecret": True, "UseKey": False,
+            "HasExistingBucketKey": bool(self.parameters.get("ExistingBucketKmsKeyArn")),
+            "HasExistingSecretKey": bool(self.parameters.get("ExistingSecretKmsKeyArn")),
+            **(conditions or {}),
+        }
         self.refs = {
             "AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012",
             "AWS::StackName": "xdr", "AWS::NoValue": None,

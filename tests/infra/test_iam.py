@@ -18,8 +18,10 @@ NAMES = {
     "table_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/xdr-state",
     "secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:xdr/credentials-AbCdEf",
 }
-# Calls Lambda itself makes with the function's role (dead-letter queue, the key), not the code.
-PLATFORM = {"sqs:SendMessage", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"}
+# Calls Lambda and the services make with the function's role (dead-letter queue, the keys),
+# not the code. No service calls kms:Encrypt with it.
+PLATFORM = {"sqs:SendMessage", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"}
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 
 def as_list(value):
@@ -44,7 +46,32 @@ def sample_key(prefix_name, prefix):
     return f"{prefix}/{tail}"
 
 
-def granted(stmts, action, resource, s3_prefix=None):
+def condition_holds(condition, context):
+    """IAM's condition operators the template uses, for a request whose context keys are given.
+    A key the request does not carry fails the condition (conservative), except under
+    ForAllValues, where an absent key holds as IAM says (the template never relies on that)."""
+    for operator, tests in condition.items():
+        for key, patterns in tests.items():
+            patterns = as_list(patterns)
+            values = context.get(key)
+            if operator == "ForAllValues:StringLike":
+                if not all(any(matches(p, v) for p in patterns) for v in as_list(values or [])):
+                    return False
+            elif operator in ("StringLike", "ArnLike"):
+                if values is None or not any(matches(p, values) for p in patterns):
+                    return False
+            elif operator == "StringEquals":
+                if values is None or values not in patterns:
+                    return False
+            else:
+                raise AssertionError(f"the test does not know the condition operator {operator}")
+    return True
+
+
+def granted(stmts, action, resource, s3_prefix=None, context=None):
+    context = dict(context or {})
+    if s3_prefix is not None:
+        context["s3:prefix"] = s3_prefix
     for statement in stmts:
         if statement.get("Effect") != "Allow":
             continue
@@ -53,10 +80,8 @@ def granted(stmts, action, resource, s3_prefix=None):
         if not any(matches(r, resource) for r in as_list(statement["Resource"])):
             continue
         condition = statement.get("Condition")
-        if condition:
-            allowed = as_list(condition.get("StringLike", {}).get("s3:prefix", []))
-            if s3_prefix is None or not any(matches(p, s3_prefix) for p in allowed):
-                continue
+        if condition and not condition_holds(condition, context):
+            continue
         return True
     return False
 
@@ -83,7 +108,10 @@ def test_every_call_the_code_makes_is_granted(function, parameters, conditions):
         if kind == "secret":
             checks = [(NAMES["secret_arn"], None)]
         elif kind == "table":
-            checks = [(NAMES["table_arn"], None)]
+            checks = [
+                (NAMES["table_arn"], {"dynamodb:LeadingKeys": [key.replace("<tenant>", TENANT)]})
+                for key in call["keys"]
+            ]
         elif kind == "object":
             checks = [
                 (f"arn:aws:s3:::{NAMES['bucket']}/{sample_key(name, prefix)}", None)
@@ -99,9 +127,11 @@ def test_every_call_the_code_makes_is_granted(function, parameters, conditions):
             ]
         else:
             raise AssertionError(f"unknown resource kind {kind}")
-        for resource, s3_prefix in checks:
-            if not granted(stmts, action, resource, s3_prefix):
-                missing.append(f"{action} on {resource}" + (f" (prefix {s3_prefix})" if s3_prefix else ""))
+        for resource, detail in checks:
+            context = detail if isinstance(detail, dict) else {}
+            s3_prefix = detail if isinstance(detail, str) else None
+            if not granted(stmts, action, resource, s3_prefix, context):
+                missing.append(f"{action} on {resource}" + (f" ({detail})" if detail else ""))
     assert not missing, f"{function}: the template does not grant what the code calls: {missing}"
 
 
@@ -125,3 +155,83 @@ def test_list_bucket_is_limited_to_the_functions_own_prefixes():
     assert granted(stmts, "s3:ListBucket", bucket, "defender-xdr/alerts/dt=2026-11-28/x.gz")
     assert not granted(stmts, "s3:ListBucket", bucket, "other-team/secrets/x")
     assert not granted(stmts, "s3:ListBucket", bucket, None), "never unconditioned"
+
+
+def items(function, action, keys):
+    stmts = statements(template(), function, NAMES, {}, {})
+    return {key: granted(stmts, action, NAMES["table_arn"], context={"dynamodb:LeadingKeys": [key]}) for key in keys}
+
+
+LIVE = [f"sync#{TENANT}", f"seen#sync#{TENANT}#7-0a1b2c3d-0", f"lease#sync#{TENANT}"]
+BACKFILL = [f"backfill#{TENANT}#day#2026-11-01", f"seen#backfill#{TENANT}#day#2026-11-01#3-0a-0", f"lease#backfill#{TENANT}"]
+
+
+@pytest.mark.parametrize("action", ["dynamodb:PutItem", "dynamodb:DeleteItem"])
+def test_each_function_writes_only_its_own_state_items(action):
+    assert items("SyncFunction", action, LIVE) == dict.fromkeys(LIVE, True)
+    assert items("SyncFunction", action, BACKFILL + ["other"]) == dict.fromkeys(BACKFILL + ["other"], False)
+    assert items("BackfillFunction", action, BACKFILL) == dict.fromkeys(BACKFILL, True)
+    # The backfill cannot overwrite the live sync's state, its chunks or its lease.
+    assert items("BackfillFunction", action, LIVE + ["other"]) == dict.fromkeys(LIVE + ["other"], False)
+
+
+def test_the_backfill_reads_the_live_state_but_not_its_lease():
+    read = items("BackfillFunction", "dynamodb:GetItem", LIVE + BACKFILL)
+    assert read == {**dict.fromkeys(LIVE + BACKFILL, True), f"lease#sync#{TENANT}": False}
+    assert items("SyncFunction", "dynamodb:GetItem", BACKFILL) == dict.fromkeys(BACKFILL, False)
+
+
+def test_the_key_is_kept_like_the_data_it_encrypts():
+    resources = template()["Resources"]
+    for name in ["Key", "OutputBucket", "StateTable"]:
+        assert resources[name].get("DeletionPolicy") == "Retain", name
+        assert resources[name].get("UpdateReplacePolicy") == "Retain", name
+
+
+@pytest.mark.parametrize("function", sorted(inventory()))
+def test_existing_bucket_and_secret_keys_are_granted_through_their_service_only(function):
+    bucket_key = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    secret_key = "arn:aws:kms:us-east-1:123456789012:key/66666666-7777-8888-9999-000000000000"
+    parameters = {"ExistingBucketKmsKeyArn": bucket_key, "ExistingSecretKmsKeyArn": secret_key}
+    stmts = statements(template(), function, NAMES, parameters, {"CreateBucket": False, "CreateSecret": False})
+    via = lambda service: {"kms:ViaService": f"{service}.us-east-1.amazonaws.com"}  # noqa: E731
+    assert granted(stmts, "kms:GenerateDataKey", bucket_key, context=via("s3"))
+    assert granted(stmts, "kms:Decrypt", bucket_key, context=via("s3"))
+    assert granted(stmts, "kms:Decrypt", secret_key, context=via("secretsmanager"))
+    assert not granted(stmts, "kms:Decrypt", secret_key, context=via("s3")), "only through Secrets Manager"
+    assert not granted(stmts, "kms:Decrypt", bucket_key, context={}), "only through S3"
+    # Without the parameters, no statement names another key.
+    plain = statements(template(), function, NAMES, {}, {})
+    assert not any("kms" in str(statement.get("Action")) for statement in plain)
+
+
+def test_the_stack_key_grants_only_what_each_service_documents():
+    stmts = statements(template(), "SyncFunction", NAMES, {}, {"UseKey": True})
+    actions = {a for s in stmts if "kms" in str(s["Action"]) for a in as_list(s["Action"])}
+    assert actions == {"kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"}, actions
+    doc = template()
+    resolved = statements_of_key(doc)
+    cloudwatch = next(s for s in resolved if s.get("Sid") == "AlarmsPublishToEncryptedTopic")
+    assert cloudwatch["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"
+    assert cloudwatch["Condition"]["ArnLike"]["aws:SourceArn"].startswith("arn:aws:cloudwatch:us-east-1:123456789012:alarm:")
+    for statement in resolved:
+        principal = statement["Principal"]
+        if "Service" in principal:
+            assert statement.get("Condition"), f"{statement['Sid']}: a service principal without a condition"
+
+
+def statements_of_key(doc):
+    from template_policy import Resolver
+
+    resolve = Resolver(doc, NAMES, {}, {"UseKey": True})
+    return resolve(doc["Resources"]["Key"]["Properties"]["KeyPolicy"]["Statement"])
+
+
+def test_quarantined_records_expire():
+    doc = template()
+    quarantine = doc["Globals"]["Function"]["Environment"]["Variables"]["QUARANTINE_PREFIX"]
+    rules = doc["Resources"]["OutputBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    rule = next((r for r in rules if r.get("Prefix") == f"{quarantine}/"), None)
+    assert rule is not None, "no lifecycle rule for the quarantine prefix"
+    assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == {"!Ref": "QuarantineExpirationDays"}
+    assert doc["Parameters"]["QuarantineExpirationDays"]["Default"] <= 90

@@ -320,6 +320,11 @@ async fn unusable_graph_answers_and_records_fail_clearly_or_are_quarantined() {
     let expected: Vec<String> =
         deployment.visible_now().into_iter().filter(|body| !body.contains("record without")).collect();
     assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+    // The logs name quarantined records by reason, size, hash and id, never by their content.
+    let output = deployment.output();
+    assert!(output.contains("Quarantined a record") && output.contains("xxh3"), "quarantine is logged");
+    assert!(output.contains("da0000000000000000_1"), "a plain id is logged");
+    assert!(!output.contains("record without"), "alert content reached the logs");
     deployment.assert_no_secrets(&[]);
 }
 
@@ -334,9 +339,14 @@ async fn each_bad_setting_fails_start_up_naming_it() {
         ("OUTPUT_BUCKET", None),
         ("TENANT_ID", None),
         ("TENANT_ID", Some("contoso/evil")),
+        // A backslash would send the token request, and the secret, to evil.example.
+        ("TENANT_ID", Some("\\\\evil.example")),
         ("CLOUD", Some("mars")),
         ("GRAPH_BASE_URL", Some("graph.microsoft.com")),
+        ("GRAPH_BASE_URL", Some("http://graph.microsoft.com")),
         ("LOGIN_BASE_URL", Some("ftp://login.example")),
+        ("LOGIN_BASE_URL", Some("http://login.example:8080")),
+        ("MAX_RESPONSE_MB", Some("0")),
         ("BACKFILL_START", Some("last week")),
         ("BACKFILL_START", Some("2999-01-01T00:00:00Z")),
         ("OVERLAP_MINUTES", Some("-5")),

@@ -129,7 +129,7 @@ async fn a_wrong_secret_fails_with_its_message_and_changes_nothing() {
         .send()
         .await
         .unwrap();
-    deployment.processes.clear();
+    deployment.stop_all();
     deployment.start();
     let outcome = deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await;
     let Outcome::Error { error_type, message, .. } = outcome else {
@@ -389,14 +389,18 @@ async fn a_lost_or_re_keyed_state_is_refused_and_nothing_is_written() {
     assert_eq!(error_type, "TenantStateError");
     assert!(message.contains("is missing") && message.contains("state reset"), "{message}");
     assert_eq!(deployment.aws.keys(PREFIX).await, keys, "nothing written");
-    let logs: String = deployment.processes.iter().map(|p| p.output()).collect();
+    let logs = deployment.output();
     assert!(logs.contains("\"StateRefused\":1"), "the refusal is a metric too");
 
     // Starting over on purpose: the command, with the function's own settings, on DynamoDB.
     let cli = |args: &[&str]| {
         let mut command = std::process::Command::new(xdr_tests::function::binary("xdr-sync"));
         command.args(args).env_clear().envs(deployment.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        command.output().unwrap()
+        let output = command.env("RUST_LOG", "trace").output().unwrap();
+        let printed =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(!printed.contains(&deployment.sim.client_secret()), "the client secret was printed");
+        output
     };
     let shown = cli(&["state", "show"]);
     let stdout = String::from_utf8_lossy(&shown.stdout);

@@ -20,6 +20,8 @@ pub struct Deployment {
     pub backfill_api: RuntimeApi,
     pub env: Vec<(String, String)>,
     pub processes: Vec<FunctionProcess>,
+    /// What stopped sandboxes printed (checked for secrets with the rest).
+    stopped_output: String,
 }
 
 impl Deployment {
@@ -51,7 +53,7 @@ impl Deployment {
         ] {
             env.push((key.into(), value));
         }
-        Self { sim, aws, api, backfill_api, env, processes: Vec::new() }
+        Self { sim, aws, api, backfill_api, env, processes: Vec::new(), stopped_output: String::new() }
     }
 
     pub fn set(&mut self, key: &str, value: &str) {
@@ -76,7 +78,18 @@ impl Deployment {
 
     /// Stops every sandbox (the next invocation needs a cold start).
     pub fn stop_all(&mut self) {
-        self.processes.clear();
+        for process in self.processes.drain(..) {
+            self.stopped_output.push_str(&process.finish());
+        }
+    }
+
+    /// Everything every sandbox printed so far, stopped ones included.
+    pub fn output(&self) -> String {
+        let mut output = self.stopped_output.clone();
+        for process in &self.processes {
+            output.push_str(&process.output());
+        }
+        output
     }
 
     /// Invokes `xdr-sync`.
@@ -93,12 +106,11 @@ impl Deployment {
         self.sim.tenant().current_versions(Utc::now()).into_iter().map(|v| v.body.clone()).collect()
     }
 
-    /// Fails if the client secret or any access token shows up in logs or payloads.
+    /// Fails if the client secret or any access token shows up in logs or payloads. Runs by
+    /// itself when a deployment is dropped, so every end-to-end test checks everything printed
+    /// and returned (the processes log at `trace` unless a test says otherwise).
     pub fn assert_no_secrets(&self, extra: &[&str]) {
-        let mut haystack = self.api.transcript() + &self.backfill_api.transcript();
-        for process in &self.processes {
-            haystack.push_str(&process.output());
-        }
+        let haystack = self.api.transcript() + &self.backfill_api.transcript() + &self.output();
         let secret = self.sim.client_secret();
         assert!(!haystack.contains(&secret), "the client secret was printed");
         for token in self.sim.access_tokens() {
@@ -106,6 +118,14 @@ impl Deployment {
         }
         for value in extra {
             assert!(!haystack.contains(value), "a secret value was printed");
+        }
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_no_secrets(&[]);
         }
     }
 }

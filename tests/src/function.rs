@@ -54,6 +54,7 @@ fn build(release: bool) -> HashMap<String, PathBuf> {
 pub struct FunctionProcess {
     child: Child,
     output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
     endpoint: SandboxEndpoint,
     spawned: std::time::Instant,
 }
@@ -81,6 +82,9 @@ impl FunctionProcess {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            // Every level, so a secret printed only by a debug or trace line is caught too (see
+            // `Deployment::assert_no_secrets`); a test or benchmark may set its own.
+            .env("RUST_LOG", "trace")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -88,6 +92,7 @@ impl FunctionProcess {
         let spawned = std::time::Instant::now();
         let mut child = command.spawn().expect("function starts");
         let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for stream in [
             child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
             child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
@@ -96,7 +101,7 @@ impl FunctionProcess {
         .flatten()
         {
             let sink = output.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 let mut stream = stream;
                 let mut buffer = [0u8; 8192];
                 while let Ok(n) = stream.read(&mut buffer) {
@@ -105,9 +110,9 @@ impl FunctionProcess {
                     }
                     sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
                 }
-            });
+            }));
         }
-        Self { child, output, endpoint, spawned }
+        Self { child, output, readers, endpoint, spawned }
     }
 
     /// From spawning the process to its first `GET /runtime/invocation/next` (its cold start).
@@ -141,6 +146,15 @@ impl FunctionProcess {
     /// Everything the process printed so far (logs).
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
+    }
+
+    /// Kills the sandbox and returns everything it printed, to the last byte.
+    pub fn finish(mut self) -> String {
+        self.kill();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        self.output()
     }
 
     /// Kills the sandbox (a crash, or Lambda ending a timed-out invocation).

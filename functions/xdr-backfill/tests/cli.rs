@@ -25,6 +25,8 @@ async fn a_local_backfill_writes_its_window_and_a_second_run_nothing() {
             .env("CLIENT_SECRET", sim.client_secret())
             .env("LOGIN_BASE_URL", sim.base_url())
             .env("GRAPH_BASE_URL", sim.base_url())
+            // Every level: a secret printed only by a debug or trace line is caught too.
+            .env("RUST_LOG", "trace")
             .args(["--start", &start.to_rfc3339(), "--end", &end.to_rfc3339()])
             .output()
             .unwrap()
@@ -49,6 +51,14 @@ async fn a_local_backfill_writes_its_window_and_a_second_run_nothing() {
     let again: Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(again["alerts_written"].as_u64(), Some(0));
     assert_eq!(again["alerts_written_total"].as_u64(), Some(expected));
+    for output in [&first, &second] {
+        let printed =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(!printed.contains(&sim.client_secret()), "the client secret was printed");
+        for token in sim.access_tokens() {
+            assert!(!printed.contains(&token), "an access token was printed");
+        }
+    }
 
     let bad = Command::new(env!("CARGO_BIN_EXE_xdr-backfill"))
         .current_dir(dir.path())

@@ -7,10 +7,21 @@ use std::process::{Command, Output};
 use chrono::{TimeDelta, Utc};
 use xdr_simulator::{SimOptions, SimTenant, Simulator};
 
+/// The binary with a clean environment, logging at every level (so a secret printed only by a
+/// debug or trace line is caught too).
 fn xdr_sync(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xdr-sync"));
     command.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.env("RUST_LOG", "trace");
     command
+}
+
+/// Neither the client secret nor any access token the tenant issued is in `printed`.
+fn assert_no_secrets(printed: &str, sim: &Simulator) {
+    assert!(!printed.contains(&sim.client_secret()), "the client secret was printed");
+    for token in sim.access_tokens() {
+        assert!(!printed.contains(&token), "an access token was printed");
+    }
 }
 
 fn text(output: &Output) -> (String, String) {
@@ -76,6 +87,7 @@ async fn a_local_sync_is_configured_by_the_environment() {
     assert!(dir.path().join("lake/defender-xdr/alerts").is_dir());
     assert!(dir.path().join("xdr-state/sync-state.json").is_file());
     assert!(!stdout.contains(&secret) && !stderr.contains(&secret), "the secret is never printed");
+    let printed_first = format!("{stdout}{stderr}");
 
     let state_before = std::fs::read(dir.path().join("xdr-state/sync-state.json")).unwrap();
     let wrong = "Zx8Q~this-is-the-wrong-secret-value";
@@ -86,9 +98,7 @@ async fn a_local_sync_is_configured_by_the_environment() {
     assert!(!stdout.contains(wrong) && !stderr.contains(wrong), "the secret is never printed");
     let state_after = std::fs::read(dir.path().join("xdr-state/sync-state.json")).unwrap();
     assert_eq!(state_before, state_after, "a credentials failure changes no state");
-    for token in sim.access_tokens() {
-        assert!(!stdout.contains(&token) && !stderr.contains(&token), "no access token in the output");
-    }
+    assert_no_secrets(&format!("{stdout}{stderr}{}", printed_first), &sim);
 }
 
 #[test]
@@ -123,6 +133,7 @@ async fn a_lost_or_moved_state_is_refused_until_reset_on_purpose() {
     let sim = Simulator::start(tenant, SimOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let backfill_start = (Utc::now() - TimeDelta::days(2)).to_rfc3339();
+    let printed = std::cell::RefCell::new(String::new());
     let run = |args: &[&str], state_file: &str| {
         let mut command = xdr_sync(dir.path());
         command
@@ -134,7 +145,10 @@ async fn a_lost_or_moved_state_is_refused_until_reset_on_purpose() {
             .env("GRAPH_BASE_URL", sim.base_url())
             .env("BACKFILL_START", &backfill_start)
             .env("STATE_FILE", state_file);
-        tokio::task::block_in_place(|| command.output().unwrap())
+        let output = tokio::task::block_in_place(|| command.output().unwrap());
+        let (stdout, stderr) = text(&output);
+        printed.borrow_mut().push_str(&format!("{stdout}{stderr}"));
+        output
     };
     let objects = || {
         let mut keys: Vec<_> = walk(&dir.path().join("xdr-output/defender-xdr/alerts"));
@@ -188,6 +202,7 @@ async fn a_lost_or_moved_state_is_refused_until_reset_on_purpose() {
     let shown = run(&["state", "show"], "state/live.json");
     let (stdout, _) = text(&shown);
     assert!(stdout.contains("\"exists\": true") && stdout.contains("\"reset\": null"), "{stdout}");
+    assert_no_secrets(&printed.borrow(), &sim);
 }
 
 fn walk(dir: &Path) -> Vec<String> {

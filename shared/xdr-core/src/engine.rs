@@ -12,7 +12,7 @@ use crate::error::EngineError;
 use crate::fingerprint::content_fingerprint;
 use crate::layout::ObjectName;
 use crate::marker::{TenantMarker, refusal};
-use crate::page::{QuarantineReason, as_ndjson_line, version_key};
+use crate::page::{QuarantineReason, as_ndjson_line, quarantine_log_fields, version_key};
 use crate::ports::{AlertSource, Clock, Identity, ObjectSink, Revision, StateStore};
 use crate::seen::{SeenEntry, SeenVersions};
 use crate::settings::SyncSettings;
@@ -410,8 +410,10 @@ where
             return Ok(());
         }
         self.summary.quarantined += 1;
-        let preview: String = raw.get().chars().take(120).collect();
-        warn!(reason = reason.as_str(), record = %preview, "Quarantined a record that cannot be placed.");
+        // Alert content (often personal data) stays out of logs: the record is named by its
+        // size, its hash and, when it has a plain one, its id.
+        let (bytes, hash, id) = quarantine_log_fields(raw);
+        warn!(reason = reason.as_str(), bytes, xxh3 = %hash, id = %id, "Quarantined a record that cannot be placed.");
         let date = self.started.date_naive();
         let batch = self
             .batches

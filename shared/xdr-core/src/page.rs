@@ -58,13 +58,47 @@ pub fn parse_page(body: &[u8]) -> Result<Page<'_>, PageError> {
 /// Says what is wrong with a page the fast path could not read (a second pass, on errors only).
 fn diagnose(body: &[u8], error: serde_json::Error) -> PageError {
     match serde_json::from_slice::<LoosePageBody<'_>>(body) {
-        Err(error) => PageError::NotJson { detail: error.to_string() },
+        Err(error) => PageError::NotJson { detail: where_json_failed(&error) },
         Ok(LoosePageBody { value: None, .. }) => PageError::NoValue,
         Ok(LoosePageBody { value: Some(value), .. }) if !value.get().starts_with('[') => {
             PageError::ValueNotArray
         }
-        Ok(_) => PageError::NotJson { detail: error.to_string() },
+        Ok(_) => PageError::NotJson { detail: where_json_failed(&error) },
     }
+}
+
+/// What kind of JSON error, and where: never serde's own text, which quotes the offending
+/// value (alert content, or whatever a stranger sent) into the error.
+pub fn where_json_failed(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Io => "a read error",
+        Category::Syntax => "a syntax error",
+        Category::Data => "a member of an unexpected type",
+        Category::Eof => "an unexpected end",
+    };
+    format!("{what} at line {} column {}", error.line(), error.column())
+}
+
+/// How a quarantined record is named in logs, without its content: its size, its hash (xxh3,
+/// as 16 hex digits) and its `id` when that is a plain short string (else `-`).
+pub fn quarantine_log_fields(raw: &RawValue) -> (usize, String, String) {
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow, default)]
+        id: Option<Cow<'a, str>>,
+    }
+    let text = raw.get();
+    let id = serde_json::from_str::<IdOnly<'_>>(text)
+        .ok()
+        .and_then(|fields| fields.id)
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        })
+        .map_or_else(|| "-".to_owned(), Cow::into_owned);
+    (text.len(), format!("{:016x}", crate::fingerprint::content_fingerprint(text.as_bytes())), id)
 }
 
 /// What identifies one alert version.
@@ -296,6 +330,30 @@ mod tests {
         assert_eq!(parse_page(b"{\"error\": {}}").unwrap_err(), PageError::NoValue);
         assert_eq!(parse_page(b"{\"value\": {}}").unwrap_err(), PageError::ValueNotArray);
         assert!(parse_page(b"{\"value\": []}").unwrap().alerts.is_empty());
+    }
+
+    #[test]
+    fn page_errors_quote_no_content() {
+        let error = parse_page(
+            br#"{"value":[{"id":"a","title":"jane.doe@contoso.com"}],"@odata.count":"jane.doe@contoso.com"}"#,
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("unexpected type at line 1 column"), "{text}");
+        assert!(!text.contains("jane.doe"), "{text}");
+    }
+
+    #[test]
+    fn quarantined_records_are_logged_by_size_hash_and_plain_id() {
+        let raw: Box<RawValue> =
+            serde_json::from_str(r#"{"id":"da637_1-x","title":"jane.doe@contoso.com"}"#).unwrap();
+        let (bytes, hash, id) = quarantine_log_fields(&raw);
+        assert_eq!((bytes, id.as_str()), (raw.get().len(), "da637_1-x"));
+        assert_eq!(hash.len(), 16);
+        for odd in [r#"{"title":"x"}"#, r#"{"id":"a\nb"}"#, r#"{"id":7}"#, "[1]", r#"{"id":"jane doe"}"#] {
+            let raw: Box<RawValue> = serde_json::from_str(odd).unwrap();
+            assert_eq!(quarantine_log_fields(&raw).2, "-", "{odd}");
+        }
     }
 
     #[test]

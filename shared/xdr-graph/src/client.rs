@@ -396,7 +396,11 @@ impl<P: CredentialProvider> GraphClient<P> {
                     let parsed: TokenResponse =
                         serde_json::from_slice(&body).map_err(|error| GraphError::BadTokenResponse {
                             status,
-                            detail: format!("not a token response ({error})"),
+                            // Where, not serde's text: that would quote the value, token and all.
+                            detail: format!(
+                                "not a token response ({})",
+                                xdr_core::page::where_json_failed(&error)
+                            ),
                         })?;
                     // Refresh a little early: 5 minutes, or a fifth of a short lifetime. A lifetime
                     // beyond a day is taken as a day (no value can overflow `Instant`).
