@@ -101,6 +101,48 @@ async fn a_local_sync_is_configured_by_the_environment() {
     assert_no_secrets(&format!("{stdout}{stderr}{}", printed_first), &sim);
 }
 
+/// The https-only rule is about where requests go, not how: an `http://` proxy in `HTTPS_PROXY`
+/// still carries them (a tunnel, `CONNECT host:443`, so the proxy sees no secret). A recording
+/// proxy that refuses every tunnel shows the request went through it.
+#[test]
+fn an_http_proxy_in_https_proxy_carries_the_requests() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorder = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            recorder.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+            let _ = stream.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "Zx8Q~a-secret-that-stays-inside-tls";
+    let output = xdr_sync(dir.path())
+        .env("TENANT_ID", "contoso.onmicrosoft.com")
+        .env("CLIENT_ID", "00000000-1111-2222-3333-444444444444")
+        .env("CLIENT_SECRET", secret)
+        .env("HTTPS_PROXY", &proxy)
+        .env("MAX_ATTEMPTS", "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success(), "the proxy refused the tunnel: {stdout}{stderr}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.first().is_some_and(|head| head.starts_with("CONNECT login.microsoftonline.com:443 ")),
+        "the token request went through the proxy: {seen:?}"
+    );
+    assert!(!seen.concat().contains(secret) && !format!("{stdout}{stderr}").contains(secret));
+}
+
 #[test]
 fn bad_settings_fail_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
