@@ -1,6 +1,8 @@
 //! `xdr-backfill` run locally, as a user runs it: against a tenant (here the simulated one),
 //! into the local output folder, resumable.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test target: a panic is a failed test
+
 use std::process::Command;
 
 use chrono::{TimeDelta, Utc};

@@ -1,6 +1,8 @@
 //! The `xdr-sync` binary as a user runs it: the demo, a local sync configured by the
 //! environment, and the errors a user sees for bad settings or a bad secret.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test target: a panic is a failed test
+
 use std::path::Path;
 use std::process::{Command, Output};
 

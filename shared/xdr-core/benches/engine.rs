@@ -4,6 +4,8 @@
 //!
 //!     cargo bench -p xdr-core --bench engine [-- alerts]
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test target: a panic is a failed test
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 

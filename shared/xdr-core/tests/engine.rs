@@ -2,6 +2,8 @@
 //! live result set, late visibility, and every paging mode (no nextLink, `$skip` capped at 500,
 //! `$skiptoken`, no `@odata.count`, `$top` clamped, any order). Each test runs in every mode.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test target: a panic is a failed test
+
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -4,6 +4,8 @@
 //! superseded) for the whole of some completed run is written exactly once, nothing is written
 //! twice, and every line is a version exactly as Graph sent it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test target: a panic is a failed test
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
