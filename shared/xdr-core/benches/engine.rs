@@ -222,7 +222,7 @@ fn stage_costs(pages: &[Vec<u8>]) -> Stages {
     let mut engine_size = 0;
     time("gzip, engine's encoder (libdeflate, level 6)", &mut || {
         let start = parse_instant("2026-01-01T00:00:00Z").unwrap();
-        let mut batch = xdr_core::batch::Batch::new(start.date_naive(), start);
+        let mut batch = xdr_core::batch::Batch::new(start);
         for line in ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             batch.push_line(std::str::from_utf8(line).unwrap(), start).unwrap();
         }

@@ -4,7 +4,7 @@
 //! one stream. Compressing whole buffers is what makes libdeflate fast (about 3x zlib at the
 //! same level, with smaller output), and memory holds only one chunk plus compressed bytes.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use libdeflater::{CompressionLvl, Compressor};
 
 use crate::seen::SeenEntry;
@@ -16,9 +16,9 @@ pub const CHUNK_BYTES: usize = 2 << 20;
 /// The level gzip itself uses by default; libdeflate's output at it is no larger than zlib's.
 const LEVEL: i32 = 6;
 
-/// One object being built: gzip NDJSON lines for one partition date.
+/// One object being built: gzip NDJSON lines for one partition date (the engine keys its open
+/// batches by kind and date).
 pub struct Batch {
-    pub date: NaiveDate,
     chunk: Vec<u8>,
     body: Vec<u8>,
     compressor: Option<Compressor>,
@@ -32,9 +32,8 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(date: NaiveDate, slice_start: DateTime<Utc>) -> Self {
+    pub fn new(slice_start: DateTime<Utc>) -> Self {
         Self {
-            date,
             chunk: Vec::new(),
             body: Vec::new(),
             compressor: None,
@@ -104,7 +103,7 @@ mod tests {
     #[test]
     fn produces_gunzippable_ndjson() {
         let start = crate::timeutil::parse_instant("2026-01-01T00:00:00Z").unwrap();
-        let mut batch = Batch::new(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), start);
+        let mut batch = Batch::new(start);
         batch.push_line(r#"{"id":"a"}"#, start).unwrap();
         batch.push_line(r#"{"id":"b"}"#, start - chrono::TimeDelta::minutes(1)).unwrap();
         assert_eq!(batch.records(), 2);
@@ -119,7 +118,7 @@ mod tests {
     #[test]
     fn a_large_batch_is_several_members_that_read_as_one_stream() {
         let start = crate::timeutil::parse_instant("2026-01-01T00:00:00Z").unwrap();
-        let mut batch = Batch::new(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), start);
+        let mut batch = Batch::new(start);
         let mut expected = String::new();
         for n in 0.. {
             if batch.uncompressed_bytes() > 2 * CHUNK_BYTES + CHUNK_BYTES / 2 {
@@ -143,7 +142,7 @@ mod tests {
     #[test]
     fn an_empty_batch_is_a_valid_empty_gzip() {
         let start = crate::timeutil::parse_instant("2026-01-01T00:00:00Z").unwrap();
-        let (body, _) = Batch::new(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), start).finish().unwrap();
+        let (body, _) = Batch::new(start).finish().unwrap();
         let mut text = String::new();
         MultiGzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
         assert!(text.is_empty());

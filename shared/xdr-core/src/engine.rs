@@ -383,7 +383,7 @@ where
                     let batch = self
                         .batches
                         .entry((BatchKind::Data, date))
-                        .or_insert_with(|| Batch::new(date, slice_start));
+                        .or_insert_with(|| Batch::new(slice_start));
                     batch.push_line(&as_ndjson_line(raw), slice_start)?;
                     batch.entries.push(entry);
                     self.buffered.insert(entry);
@@ -415,10 +415,8 @@ where
         let (bytes, hash, id) = quarantine_log_fields(raw);
         warn!(reason = reason.as_str(), bytes, xxh3 = %hash, id = %id, "Quarantined a record that cannot be placed.");
         let date = self.started.date_naive();
-        let batch = self
-            .batches
-            .entry((BatchKind::Quarantine, date))
-            .or_insert_with(|| Batch::new(date, slice_start));
+        let batch =
+            self.batches.entry((BatchKind::Quarantine, date)).or_insert_with(|| Batch::new(slice_start));
         batch.push_line(&as_ndjson_line(raw), slice_start)?;
         if batch.uncompressed_bytes() >= self.settings.max_object_bytes {
             self.store_batch((BatchKind::Quarantine, date)).await?;

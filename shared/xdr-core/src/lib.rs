@@ -8,6 +8,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod layout;
 pub mod marker;
+#[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod page;
 pub mod ports;
