@@ -180,18 +180,14 @@ fn number_or_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
     }
 }
 
-/// Percent-encodes a query value, spaces as `%20` (OData reads `+` literally in some places).
+/// What stays unencoded in a query value: RFC 3986's unreserved characters, and `:` (OData's
+/// instants read better with it). Spaces become `%20`, never `+` (OData reads `+` literally in
+/// some places).
+const QUERY_VALUE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b':');
+
 fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 16);
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
 fn request_id(response: &Response) -> String {
