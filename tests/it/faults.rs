@@ -95,6 +95,9 @@ async fn assert_landed(deployment: &Deployment, runs: &[Run]) {
 /// times over with new alert activity in between. Later runs lose and duplicate nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_at_random_points_around_puts_and_state_writes_loses_nothing() {
+    if xdr_tests::moto::unavailable("killed_at_random_points_around_puts_and_state_writes_loses_nothing") {
+        return;
+    }
     let mut rng = Rng(seed("kills"));
     let mut deployment = Deployment::new(settled_tenant(211, 1500), SimOptions::default(), None).await;
     let proxy = AwsFaultProxy::start(&deployment.aws.endpoint).await;
@@ -164,6 +167,9 @@ async fn killed_at_random_points_around_puts_and_state_writes_loses_nothing() {
 /// stops with a conflict, and the next run carries on without loss or duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_concurrent_state_write_mid_run_is_a_conflict_that_loses_nothing() {
+    if xdr_tests::moto::unavailable("a_concurrent_state_write_mid_run_is_a_conflict_that_loses_nothing") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(223, 600), SimOptions::default(), None).await;
     let proxy = AwsFaultProxy::start(&deployment.aws.endpoint).await;
     deployment.set("AWS_ENDPOINT_URL", &proxy.endpoint);
@@ -208,6 +214,9 @@ async fn a_concurrent_state_write_mid_run_is_a_conflict_that_loses_nothing() {
 /// one invocation: it completes, honours `Retry-After`, and writes each version once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn throttling_server_errors_slow_pages_and_token_expiry_in_one_run() {
+    if xdr_tests::moto::unavailable("throttling_server_errors_slow_pages_and_token_expiry_in_one_run") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(227, 1200), SimOptions::default(), None).await;
     deployment.start();
     let expected = deployment.visible_now();
@@ -252,6 +261,9 @@ async fn throttling_server_errors_slow_pages_and_token_expiry_in_one_run() {
 /// runs close every gap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn alerts_updated_between_pages_of_a_run_are_all_captured_once() {
+    if xdr_tests::moto::unavailable("alerts_updated_between_pages_of_a_run_are_all_captured_once") {
+        return;
+    }
     let mut rng = Rng(seed("updates between pages"));
     let options = SimOptions { page_latency: Duration::from_millis(120), ..SimOptions::default() };
     let mut deployment = Deployment::new(settled_tenant(229, 3000), options, None).await;
@@ -283,6 +295,9 @@ async fn alerts_updated_between_pages_of_a_run_are_all_captured_once() {
 /// Records without an `id` or `lastUpdateDateTime` are quarantined, not lost, and not in the data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unusable_graph_answers_and_records_fail_clearly_or_are_quarantined() {
+    if xdr_tests::moto::unavailable("unusable_graph_answers_and_records_fail_clearly_or_are_quarantined") {
+        return;
+    }
     let mut tenant = settled_tenant(233, 700);
     let at = Utc::now() - TimeDelta::hours(5);
     for (id, body) in [
@@ -332,6 +347,9 @@ async fn unusable_graph_answers_and_records_fail_clearly_or_are_quarantined() {
 /// that names the setting, before touching anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_bad_setting_fails_start_up_naming_it() {
+    if xdr_tests::moto::unavailable("each_bad_setting_fails_start_up_naming_it") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(239, 10), SimOptions::default(), None).await;
     let cases: &[(&str, Option<&str>)] = &[
         ("CREDENTIALS_SECRET_ID", None),
@@ -393,6 +411,9 @@ async fn each_bad_setting_fails_start_up_naming_it() {
 /// changes nothing (no state, no lease, no object).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_bad_secret_fails_clearly_and_changes_nothing() {
+    if xdr_tests::moto::unavailable("each_bad_secret_fails_clearly_and_changes_nothing") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(241, 40), SimOptions::default(), None).await;
     deployment.start();
     invoke_until_complete(&deployment, &mut Vec::new()).await;

@@ -219,6 +219,9 @@ fn expect_error(outcome: Outcome) -> (String, String) {
 /// every version exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hostile_network_kills_nothing_leaks_nothing_and_loses_nothing() {
+    if xdr_tests::moto::unavailable("a_hostile_network_kills_nothing_leaks_nothing_and_loses_nothing") {
+        return;
+    }
     let mut deployment = Deployment::new(tenant(), SimOptions::default(), None).await;
     let elsewhere = Elsewhere::start().await.unwrap();
     let host = elsewhere.base_url().to_owned();

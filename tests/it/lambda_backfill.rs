@@ -42,6 +42,9 @@ fn window(start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_past_window_is_written_once_and_re_invoking_writes_nothing() {
+    if xdr_tests::moto::unavailable("a_past_window_is_written_once_and_re_invoking_writes_nothing") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(71, 600), SimOptions::default(), None).await;
     deployment.start_function("xdr-backfill");
     let (start, end) = (Utc::now() - TimeDelta::hours(70), Utc::now() - TimeDelta::hours(10));
@@ -75,6 +78,9 @@ async fn a_past_window_is_written_once_and_re_invoking_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_bad_event_gets_its_own_error_and_writes_nothing() {
+    if xdr_tests::moto::unavailable("each_bad_event_gets_its_own_error_and_writes_nothing") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(73, 50), SimOptions::default(), None).await;
     deployment.start_function("xdr-backfill");
     let future = (Utc::now() + TimeDelta::days(1)).to_rfc3339();
@@ -106,6 +112,9 @@ async fn each_bad_event_gets_its_own_error_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backfill_cut_short_by_deadlines_resumes_without_gap_or_duplicate() {
+    if xdr_tests::moto::unavailable("a_backfill_cut_short_by_deadlines_resumes_without_gap_or_duplicate") {
+        return;
+    }
     let options = SimOptions { page_latency: Duration::from_millis(300), ..SimOptions::default() };
     let mut deployment = Deployment::new(settled_tenant(79, 1500), options, None).await;
     deployment.start_function("xdr-backfill");
@@ -135,6 +144,9 @@ async fn a_backfill_cut_short_by_deadlines_resumes_without_gap_or_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backfill_and_live_sync_never_overlap() {
+    if xdr_tests::moto::unavailable("backfill_and_live_sync_never_overlap") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(83, 800), SimOptions::default(), None).await;
     let live_start = Utc::now() - TimeDelta::days(1);
     deployment.set("BACKFILL_START", &live_start.to_rfc3339());
@@ -174,6 +186,9 @@ async fn backfill_and_live_sync_never_overlap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overlapping_windows_write_each_version_once() {
+    if xdr_tests::moto::unavailable("overlapping_windows_write_each_version_once") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(97, 900), SimOptions::default(), None).await;
     deployment.start_function("xdr-backfill");
     let now = Utc::now();
@@ -196,6 +211,9 @@ async fn overlapping_windows_write_each_version_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_secret_fails_the_backfill_and_changes_nothing() {
+    if xdr_tests::moto::unavailable("a_wrong_secret_fails_the_backfill_and_changes_nothing") {
+        return;
+    }
     let secret = json!({"client_id": "11111111-2222-3333-4444-555555555555", "client_secret": "Q~wrong-but-well-formed"});
     let mut deployment = Deployment::new(settled_tenant(89, 60), SimOptions::default(), Some(secret)).await;
     deployment.start_function("xdr-backfill");

@@ -27,6 +27,9 @@ fn settled_tenant(seed: u64, alerts: u64) -> SimTenant {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scheduled_invocations_write_each_version_once() {
+    if xdr_tests::moto::unavailable("scheduled_invocations_write_each_version_once") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(41, 500), SimOptions::default(), None).await;
     deployment.start();
     let mut expected = deployment.visible_now();
@@ -87,6 +90,9 @@ async fn scheduled_invocations_write_each_version_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_overlapping_invocations_never_duplicate() {
+    if xdr_tests::moto::unavailable("two_overlapping_invocations_never_duplicate") {
+        return;
+    }
     // About 3 s of paging, so the two invocations surely overlap even on a loaded machine.
     let options = SimOptions { page_latency: Duration::from_millis(300), ..SimOptions::default() };
     let mut deployment = Deployment::new(settled_tenant(43, 1000), options, None).await;
@@ -108,6 +114,9 @@ async fn two_overlapping_invocations_never_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_secret_fails_with_its_message_and_changes_nothing() {
+    if xdr_tests::moto::unavailable("a_wrong_secret_fails_with_its_message_and_changes_nothing") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(47, 120), SimOptions::default(), None).await;
     deployment.start();
     deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await.response();
@@ -144,6 +153,9 @@ async fn a_wrong_secret_fails_with_its_message_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_malformed_secret_names_the_missing_field() {
+    if xdr_tests::moto::unavailable("a_malformed_secret_names_the_missing_field") {
+        return;
+    }
     let secret = json!({"client_id": "whatever"});
     let mut deployment = Deployment::new(settled_tenant(53, 30), SimOptions::default(), Some(secret)).await;
     deployment.start();
@@ -159,6 +171,9 @@ async fn a_malformed_secret_names_the_missing_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_short_deadline_returns_in_time_and_later_invocations_finish() {
+    if xdr_tests::moto::unavailable("a_short_deadline_returns_in_time_and_later_invocations_finish") {
+        return;
+    }
     let options = SimOptions { page_latency: Duration::from_millis(300), ..SimOptions::default() };
     let mut deployment = Deployment::new(settled_tenant(59, 1500), options, None).await;
     deployment.start();
@@ -184,6 +199,9 @@ async fn a_short_deadline_returns_in_time_and_later_invocations_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_invocation_blocks_nobody_past_its_deadline_and_loses_nothing() {
+    if xdr_tests::moto::unavailable("a_killed_invocation_blocks_nobody_past_its_deadline_and_loses_nothing") {
+        return;
+    }
     let options = SimOptions { page_latency: Duration::from_millis(250), ..SimOptions::default() };
     let mut deployment = Deployment::new(settled_tenant(61, 2000), options, None).await;
     deployment.set("MAX_OBJECT_MB", "1");
@@ -221,6 +239,9 @@ async fn a_killed_invocation_blocks_nobody_past_its_deadline_and_loses_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_setting_fails_start_up_naming_it() {
+    if xdr_tests::moto::unavailable("a_missing_setting_fails_start_up_naming_it") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(67, 10), SimOptions::default(), None).await;
     deployment.unset("STATE_TABLE");
     deployment.start();
@@ -238,6 +259,9 @@ async fn a_missing_setting_fails_start_up_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_table_or_bucket_is_named_with_what_to_check() {
+    if xdr_tests::moto::unavailable("a_missing_table_or_bucket_is_named_with_what_to_check") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(97, 20), SimOptions::default(), None).await;
     deployment.set("STATE_TABLE", "no-such-table");
     deployment.start();
@@ -265,6 +289,9 @@ async fn a_missing_table_or_bucket_is_named_with_what_to_check() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unexpected_graph_answers_fail_clearly_and_lose_nothing() {
+    if xdr_tests::moto::unavailable("unexpected_graph_answers_fail_clearly_and_lose_nothing") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(101, 500), SimOptions::default(), None).await;
     deployment.start();
     let mut expected = deployment.visible_now();
@@ -301,6 +328,9 @@ async fn unexpected_graph_answers_fail_clearly_and_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_puts_landed_or_not_lose_and_duplicate_nothing() {
+    if xdr_tests::moto::unavailable("failed_puts_landed_or_not_lose_and_duplicate_nothing") {
+        return;
+    }
     let mut deployment = Deployment::new(settled_tenant(103, 900), SimOptions::default(), None).await;
     let proxy = AwsFaultProxy::start(&deployment.aws.endpoint).await;
     deployment.set("AWS_ENDPOINT_URL_S3", &proxy.endpoint);
@@ -346,6 +376,9 @@ async fn failed_puts_landed_or_not_lose_and_duplicate_nothing() {
 /// reset` starts over on purpose.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_or_re_keyed_state_is_refused_and_nothing_is_written() {
+    if xdr_tests::moto::unavailable("a_lost_or_re_keyed_state_is_refused_and_nothing_is_written") {
+        return;
+    }
     let tenant = settled_tenant(47, 200);
     let domain = tenant.domain();
     let mut deployment = Deployment::new(tenant, SimOptions::default(), None).await;

@@ -17,6 +17,9 @@ const PREFIX: &str = "defender-xdr/alerts/";
 /// succeed; nothing is lost or written twice; no item is near the limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_thousand_versions_inside_ten_minutes_then_scheduled_runs() {
+    if xdr_tests::moto::unavailable("a_hundred_thousand_versions_inside_ten_minutes_then_scheduled_runs") {
+        return;
+    }
     let now = Utc::now();
     let tenant = SimTenant::with_history(401, now, TimeDelta::minutes(10), 100_000);
     let mut deployment = Deployment::new(tenant, SimOptions::default(), None).await;

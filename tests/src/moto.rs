@@ -70,13 +70,31 @@ pub fn endpoint() -> &'static str {
         .endpoint
 }
 
-fn spawn() -> (String, Child) {
-    let python = python();
-    assert!(
-        python.exists(),
+fn missing_message(python: &std::path::Path) -> String {
+    format!(
         "moto is not installed at {}: run `bash .ci/run`, or `python3 -m venv .venv-moto && .venv-moto/bin/pip install 'moto[server]'`",
         python.display()
-    );
+    )
+}
+
+/// Whether a test that needs the AWS stand-in must be skipped: moto is not installed and this is
+/// not CI. Outside CI the test is skipped with a line `SKIPPED <test>: <why>` on the real stderr
+/// (past the test harness's capture, so it shows and `.ci/run` counts it); in CI (`CI=true`) a
+/// missing stand-in fails the test instead.
+pub fn unavailable(test: &str) -> bool {
+    let python = python();
+    if python.exists() {
+        return false;
+    }
+    let message = missing_message(&python);
+    assert!(!std::env::var("CI").is_ok_and(|value| value == "true"), "{message}");
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {message}");
+    true
+}
+
+fn spawn() -> (String, Child) {
+    let python = python();
+    assert!(python.exists(), "{}", missing_message(&python));
     let port = free_port();
     let mut child = Command::new(&python)
         .arg("-c")
