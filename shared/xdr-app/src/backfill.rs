@@ -274,9 +274,9 @@ fn covers(state: &SyncState, to: DateTime<Utc>) -> bool {
     state.window_end.is_some_and(|end| end >= to) && state.cursor >= to
 }
 
-/// Whether there is still time to start more work before `deadline`.
-fn in_time<C: Clock>(clock: &C, deadline: Option<DateTime<Utc>>, reserve: TimeDelta) -> bool {
-    deadline.is_none_or(|deadline| clock.now() + reserve < deadline)
+/// Whether there is still time to start more work: before the fetch deadline.
+fn in_time<C: Clock>(clock: &C, fetch_deadline: Option<DateTime<Utc>>) -> bool {
+    fetch_deadline.is_none_or(|deadline| clock.now() < deadline)
 }
 
 /// Adds one part's run to the invocation's sum.
@@ -322,8 +322,7 @@ where
     F: Fn(&str) -> T,
 {
     // Credentials first: a run that cannot authenticate reads and changes nothing.
-    let reserve = config.engine.finish_reserve;
-    let fetch_deadline = run.deadline.map(|deadline| deadline - reserve);
+    let fetch_deadline = config.engine.fetch_deadline(run.deadline);
     source.authenticate(fetch_deadline).await.map_err(EngineError::Source)?;
     let live_floor = live_state.load().await.map_err(EngineError::State)?.map(|(state, _)| state.floor);
     let key = request.state_key(&config.tenant_id);
@@ -368,7 +367,7 @@ where
         .map(|index| async move {
             // Checked before every load too: a window of many days must not spend the
             // invocation finding out which of them are done.
-            if !in_time(clock, run_ref.deadline, reserve) {
+            if !in_time(clock, fetch_deadline) {
                 return Ok(Some(RunSummary {
                     stopped_because: Some("deadline: no time to start this part".into()),
                     ..RunSummary::default()
@@ -412,7 +411,7 @@ where
     // as done only if it lies before the manifest's cursor, and the next invocation counts it.
     let ledgers: Vec<Option<Option<SyncState>>> = stream::iter(stores.iter())
         .map(|store| async move {
-            if !in_time(clock, run.deadline, reserve) {
+            if !in_time(clock, fetch_deadline) {
                 return Ok(None);
             }
             store.load().await.map(|loaded| Some(loaded.map(|(state, _)| state)))

@@ -129,7 +129,7 @@ impl Services {
 
     /// Proves the credentials work before anything is changed, not even the lease.
     async fn authenticate(&self, deadline: Option<DateTime<Utc>>) -> Result<(), AppError> {
-        let fetch_deadline = deadline.map(|deadline| deadline - self.config.engine.finish_reserve);
+        let fetch_deadline = self.config.engine.fetch_deadline(deadline);
         self.graph
             .authenticate(fetch_deadline)
             .await

@@ -55,7 +55,7 @@ where
     C: Clock,
 {
     let started = floor_to_tick(ports.clock.now());
-    let fetch_deadline = request.deadline.map(|deadline| deadline - settings.finish_reserve);
+    let fetch_deadline = settings.fetch_deadline(request.deadline);
 
     // Credentials first: a run that cannot authenticate changes nothing.
     let identity = ports.source.authenticate(fetch_deadline).await.map_err(EngineError::Source)?;

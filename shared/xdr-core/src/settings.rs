@@ -64,4 +64,10 @@ impl SyncSettings {
             window_end: None,
         }
     }
+
+    /// When fetching must stop for the run to end by `deadline`: the finish reserve before it,
+    /// kept for storing objects and saving state. The one place this is computed.
+    pub fn fetch_deadline(&self, deadline: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        deadline.map(|deadline| deadline - self.finish_reserve)
+    }
 }
