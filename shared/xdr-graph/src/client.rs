@@ -89,6 +89,17 @@ pub struct GraphClient<P> {
     backoff_until: std::sync::Mutex<Option<Instant>>,
 }
 
+/// What one attempt at a request came to (see `GraphClient::after_attempt`).
+enum Step<T> {
+    /// An answer, or an error that retrying will not fix.
+    Finished(Result<T, GraphError>),
+    /// Worth another attempt after `wait`: `exhausted` is the error when no attempt is left,
+    /// `late` the error when waiting would pass the deadline.
+    Retry { wait: Duration, exhausted: GraphError, late: GraphError },
+    /// Again at once, not counted as an attempt (after refreshing the token).
+    Again,
+}
+
 /// Builds the HTTP client: rustls, proxy from `HTTPS_PROXY`/`NO_PROXY` (reqwest's default).
 /// Redirects are never followed: a 307 on the token request would replay the form, client
 /// secret included, to wherever `Location` points, and a followed page request would take a
@@ -366,83 +377,124 @@ impl<P: CredentialProvider> GraphClient<P> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let timeout = self.request_timeout(deadline)?;
-            self.counters.token_requests.fetch_add(1, Ordering::Relaxed);
-            let sent = self.http.post(url.clone()).form(&form).timeout(timeout).send().await;
-            let wait = match sent {
-                Ok(response) if response.status().is_redirection() || !same_origin(response.url(), &url) => {
-                    return Err(GraphError::Redirected {
-                        request: "token request",
-                        status: response.status().as_u16(),
-                        location: redirect_target(&response),
-                        setting: "LOGIN_BASE_URL and TENANT_ID",
-                    });
-                }
-                Ok(response) if response.status().is_success() => {
-                    let status = response.status().as_u16();
-                    let body =
-                        read_capped(response, TOKEN_BODY_LIMIT).await.map_err(|error| match error {
-                            BodyError::TooLarge { .. } => GraphError::TooLarge {
-                                request: "token request",
-                                limit_mb: TOKEN_BODY_LIMIT / (1024 * 1024),
-                                detail: error.to_string(),
-                            },
-                            error => GraphError::BadTokenResponse { status, detail: error.to_string() },
-                        })?;
-                    let parsed: TokenResponse =
-                        serde_json::from_slice(&body).map_err(|error| GraphError::BadTokenResponse {
-                            status,
-                            // Where, not serde's text: that would quote the value, token and all.
-                            detail: format!(
-                                "not a token response ({})",
-                                xdr_core::page::where_json_failed(&error)
-                            ),
-                        })?;
-                    // Refresh a little early: 5 minutes, or a fifth of a short lifetime. A lifetime
-                    // beyond a day is taken as a day (no value can overflow `Instant`).
-                    let lifetime = Duration::from_secs(parsed.expires_in.min(24 * 3600));
-                    let early = Duration::from_secs(300).min(lifetime / 5);
-                    info!(expires_in = parsed.expires_in, "Got an access token.");
-                    // An opaque token (not Entra's JWT) names no tenant: the configured one.
-                    let tenant = token_tenant(&parsed.access_token)
-                        .unwrap_or_else(|| self.settings.tenant_id.to_ascii_lowercase());
-                    return Ok(CachedToken {
-                        value: SecretString::from(parsed.access_token),
-                        refresh_at: Instant::now().checked_add(lifetime - early).unwrap_or_else(Instant::now),
-                        tenant,
-                    });
-                }
-                Ok(response) if is_retryable_status(response.status()) => {
-                    retry_after(response.headers(), Utc::now())
-                        .map(|after| self.settings.retry.delay(attempt, Some(after)))
-                        .unwrap_or_else(|| self.settings.retry.delay(attempt, None))
-                }
-                Ok(response) => {
-                    let error = self.token_error(response, &credentials.client_id).await;
-                    self.credentials.invalidate().await;
-                    return Err(error);
-                }
-                Err(error) if is_retryable_transport(&error) => {
-                    warn!(error = %error.without_url(), attempt, "Token request failed; retrying.");
-                    self.settings.retry.delay(attempt, None)
-                }
-                Err(error) => {
-                    return Err(GraphError::Unavailable {
-                        attempts: attempt,
-                        last: error.without_url().to_string(),
-                    });
-                }
-            };
-            if attempt >= self.settings.retry.max_attempts {
-                return Err(GraphError::Unavailable {
-                    attempts: attempt,
-                    last: "the token endpoint kept failing".into(),
-                });
+            let step = self.token_attempt(&url, &form, &credentials.client_id, deadline, attempt).await;
+            if let Some(result) = self.after_attempt(step, &mut attempt, deadline).await {
+                return result;
             }
-            if !self.wait_or_give_up(wait, deadline).await {
-                return Err(GraphError::OutOfTime(
-                    "waiting for the token endpoint would pass the deadline".into(),
-                ));
+        }
+    }
+
+    /// One token request, and what it comes to.
+    async fn token_attempt(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        client_id: &str,
+        deadline: Option<DateTime<Utc>>,
+        attempt: u32,
+    ) -> Step<CachedToken> {
+        let timeout = match self.request_timeout(deadline) {
+            Ok(timeout) => timeout,
+            Err(error) => return Step::Finished(Err(error)),
+        };
+        self.counters.token_requests.fetch_add(1, Ordering::Relaxed);
+        let retry = |wait: Duration| Step::Retry {
+            wait,
+            exhausted: GraphError::Unavailable {
+                attempts: attempt,
+                last: "the token endpoint kept failing".into(),
+            },
+            late: GraphError::OutOfTime("waiting for the token endpoint would pass the deadline".into()),
+        };
+        let response = match self.http.post(url.clone()).form(form).timeout(timeout).send().await {
+            Ok(response) => response,
+            Err(error) if is_retryable_transport(&error) => {
+                warn!(error = %error.without_url(), attempt, "Token request failed; retrying.");
+                return retry(self.settings.retry.delay(attempt, None));
+            }
+            Err(error) => {
+                return Step::Finished(Err(GraphError::Unavailable {
+                    attempts: attempt,
+                    last: error.without_url().to_string(),
+                }));
+            }
+        };
+        let status = response.status();
+        if status.is_redirection() || !same_origin(response.url(), url) {
+            return Step::Finished(Err(GraphError::Redirected {
+                request: "token request",
+                status: status.as_u16(),
+                location: redirect_target(&response),
+                setting: "LOGIN_BASE_URL and TENANT_ID",
+            }));
+        }
+        if status.is_success() {
+            return Step::Finished(self.read_token(response).await);
+        }
+        if is_retryable_status(status) {
+            let after = retry_after(response.headers(), Utc::now());
+            return retry(self.settings.retry.delay(attempt, after));
+        }
+        let error = self.token_error(response, client_id).await;
+        self.credentials.invalidate().await;
+        Step::Finished(Err(error))
+    }
+
+    /// A token answer, read within its limit.
+    async fn read_token(&self, response: Response) -> Result<CachedToken, GraphError> {
+        let status = response.status().as_u16();
+        let body = read_capped(response, TOKEN_BODY_LIMIT).await.map_err(|error| match error {
+            BodyError::TooLarge { .. } => GraphError::TooLarge {
+                request: "token request",
+                limit_mb: TOKEN_BODY_LIMIT / (1024 * 1024),
+                detail: error.to_string(),
+            },
+            error => GraphError::BadTokenResponse { status, detail: error.to_string() },
+        })?;
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|error| GraphError::BadTokenResponse {
+                status,
+                // Where, not serde's text: that would quote the value, token and all.
+                detail: format!("not a token response ({})", xdr_core::page::where_json_failed(&error)),
+            })?;
+        // Refresh a little early: 5 minutes, or a fifth of a short lifetime. A lifetime beyond a
+        // day is taken as a day (no value can overflow `Instant`).
+        let lifetime = Duration::from_secs(parsed.expires_in.min(24 * 3600));
+        let early = Duration::from_secs(300).min(lifetime / 5);
+        info!(expires_in = parsed.expires_in, "Got an access token.");
+        // An opaque token (not Entra's JWT) names no tenant: the configured one.
+        let tenant = token_tenant(&parsed.access_token)
+            .unwrap_or_else(|| self.settings.tenant_id.to_ascii_lowercase());
+        Ok(CachedToken {
+            value: SecretString::from(parsed.access_token),
+            refresh_at: Instant::now().checked_add(lifetime - early).unwrap_or_else(Instant::now),
+            tenant,
+        })
+    }
+
+    /// The one retry rule, for token and page requests alike: what follows attempt `attempt`
+    /// (`Some`: the result; `None`: attempt again). Attempts go up to the policy's maximum, and
+    /// a wait is made only if it ends before the deadline.
+    async fn after_attempt<T>(
+        &self,
+        step: Step<T>,
+        attempt: &mut u32,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Option<Result<T, GraphError>> {
+        match step {
+            Step::Finished(result) => Some(result),
+            Step::Again => {
+                *attempt -= 1;
+                None
+            }
+            Step::Retry { wait, exhausted, late } => {
+                if *attempt >= self.settings.retry.max_attempts {
+                    return Some(Err(exhausted));
+                }
+                if !self.wait_or_give_up(wait, deadline).await {
+                    return Some(Err(late));
+                }
+                None
             }
         }
     }
@@ -484,149 +536,158 @@ impl<P: CredentialProvider> GraphClient<P> {
 
     /// GET with retries, token refresh on 401 (once), and deadline awareness.
     async fn get(&self, url: Url, deadline: Option<DateTime<Utc>>) -> Result<FetchedPage, GraphError> {
-        let mut attempt = 0;
-        let mut refreshed = false;
-        let mut last_problem: String;
         self.check_destination(&url, "page request", &self.settings.endpoints.graph)?;
+        let mut refreshed = false;
+        let mut attempt = 0;
         loop {
             attempt += 1;
-            self.respect_shared_backoff(deadline).await?;
-            let token = self.token(deadline).await?;
-            let timeout = self.request_timeout(deadline)?;
-            self.counters.graph_requests.fetch_add(1, Ordering::Relaxed);
-            let sent = self
-                .http
-                .get(url.clone())
-                .bearer_auth(token.expose_secret())
-                .header("Prefer", "include-unknown-enum-members")
-                .header("Accept", "application/json")
-                .header("Accept-Encoding", "gzip")
-                .timeout(timeout)
-                .send()
-                .await;
-            let wait = match sent {
-                Ok(response) => {
-                    let status = response.status();
-                    let request_id = request_id(&response);
-                    if status.is_redirection() || !same_origin(response.url(), &url) {
-                        return Err(GraphError::Redirected {
-                            request: "page request",
-                            status: status.as_u16(),
-                            location: redirect_target(&response),
-                            setting: "GRAPH_BASE_URL",
-                        });
-                    }
-                    if status == StatusCode::PARTIAL_CONTENT {
-                        // One provider behind the security API failed: records may be missing.
-                        let warning = response
-                            .headers()
-                            .get(reqwest::header::WARNING)
-                            .and_then(|value| value.to_str().ok())
-                            .map_or_else(|| "no Warning header".to_owned(), upstream_text::message);
-                        last_problem = format!(
-                            "Graph answered 206 Partial Content (request-id {request_id}, Warning: {warning}): a provider behind it failed and the page may be missing alerts"
-                        );
-                        warn!(request_id = %request_id, attempt, warning = %warning, "Graph answered 206 Partial Content; retrying.");
-                        let wait =
-                            self.settings.retry.delay(attempt, retry_after(response.headers(), Utc::now()));
-                        self.back_off_all(wait);
-                        wait
-                    } else if status.is_success() {
-                        match read_capped(response, self.settings.max_response_bytes).await {
-                            Ok(body) => {
-                                debug!(request_id = %request_id, bytes = body.len(), "Got a page.");
-                                return Ok(FetchedPage { body, request_id: Some(request_id) });
-                            }
-                            Err(error) if error.is_transient() => {
-                                last_problem = format!("reading the page failed: {error}");
-                                warn!(request_id = %request_id, attempt, problem = %last_problem, "Retrying.");
-                                self.settings.retry.delay(attempt, None)
-                            }
-                            Err(error @ BodyError::TooLarge { .. }) => {
-                                return Err(GraphError::TooLarge {
-                                    request: "page request",
-                                    limit_mb: self.settings.max_response_bytes / (1024 * 1024),
-                                    detail: format!("{error} (request-id {request_id})"),
-                                });
-                            }
-                            Err(error) => {
-                                return Err(GraphError::Unreadable {
-                                    request: "page request",
-                                    detail: format!("{error} (request-id {request_id})"),
-                                });
-                            }
-                        }
-                    } else if status == StatusCode::UNAUTHORIZED && !refreshed {
-                        // The token may have expired early or been revoked: one fresh token.
-                        warn!(request_id = %request_id, "Graph answered 401; refreshing the token once.");
-                        refreshed = true;
-                        attempt -= 1;
-                        self.forget_token().await;
-                        continue;
-                    } else if is_retryable_status(status) {
-                        if status == StatusCode::TOO_MANY_REQUESTS {
-                            self.counters.throttled_responses.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let after = retry_after(response.headers(), Utc::now());
-                        let wait = self.settings.retry.delay(attempt, after);
-                        self.back_off_all(wait);
-                        warn!(
-                            status = status.as_u16(),
-                            request_id = %request_id,
-                            retry_after_ms = after.map(|a| a.as_millis() as u64),
-                            wait_ms = wait.as_millis() as u64,
-                            attempt,
-                            "Graph asked us to back off."
-                        );
-                        if attempt >= self.settings.retry.max_attempts {
-                            return Err(if status == StatusCode::TOO_MANY_REQUESTS {
-                                GraphError::Throttled {
-                                    attempts: attempt,
-                                    status: status.as_u16(),
-                                    request_id,
-                                    detail: String::new(),
-                                }
-                            } else {
-                                GraphError::Unavailable {
-                                    attempts: attempt,
-                                    last: format!("HTTP {} (request-id {request_id})", status.as_u16()),
-                                }
-                            });
-                        }
-                        if !self.wait_or_give_up(wait, deadline).await {
-                            return Err(GraphError::Throttled {
-                                attempts: attempt,
-                                status: status.as_u16(),
-                                request_id,
-                                detail: format!("; waiting {} ms would pass the deadline", wait.as_millis()),
-                            });
-                        }
-                        continue;
-                    } else {
-                        return Err(self.graph_error(response, request_id).await);
-                    }
-                }
-                Err(error) if is_retryable_transport(&error) => {
-                    last_problem = error.without_url().to_string();
-                    warn!(attempt, problem = %last_problem, "Graph request failed; retrying.");
-                    self.settings.retry.delay(attempt, None)
-                }
-                Err(error) => {
-                    return Err(GraphError::Unavailable {
-                        attempts: attempt,
-                        last: error.without_url().to_string(),
-                    });
-                }
-            };
-            if attempt >= self.settings.retry.max_attempts {
-                return Err(GraphError::Unavailable { attempts: attempt, last: last_problem });
-            }
-            if !self.wait_or_give_up(wait, deadline).await {
-                return Err(GraphError::OutOfTime(format!(
-                    "retrying after `{last_problem}` would pass the deadline"
-                )));
+            let step = self.page_attempt(&url, deadline, attempt, &mut refreshed).await;
+            if let Some(result) = self.after_attempt(step, &mut attempt, deadline).await {
+                return result;
             }
         }
+    }
+
+    /// Another attempt after `problem`, `wait` from now.
+    fn retry_after_problem<T>(&self, attempt: u32, wait: Duration, problem: String) -> Step<T> {
+        Step::Retry {
+            wait,
+            late: GraphError::OutOfTime(format!("retrying after `{problem}` would pass the deadline")),
+            exhausted: GraphError::Unavailable { attempts: attempt, last: problem },
+        }
+    }
+
+    /// One page request, and what it comes to.
+    async fn page_attempt(
+        &self,
+        url: &Url,
+        deadline: Option<DateTime<Utc>>,
+        attempt: u32,
+        refreshed: &mut bool,
+    ) -> Step<FetchedPage> {
+        if let Err(error) = self.respect_shared_backoff(deadline).await {
+            return Step::Finished(Err(error));
+        }
+        let token = match self.token(deadline).await {
+            Ok(token) => token,
+            Err(error) => return Step::Finished(Err(error)),
+        };
+        let timeout = match self.request_timeout(deadline) {
+            Ok(timeout) => timeout,
+            Err(error) => return Step::Finished(Err(error)),
+        };
+        self.counters.graph_requests.fetch_add(1, Ordering::Relaxed);
+        let sent = self
+            .http
+            .get(url.clone())
+            .bearer_auth(token.expose_secret())
+            .header("Prefer", "include-unknown-enum-members")
+            .header("Accept", "application/json")
+            .header("Accept-Encoding", "gzip")
+            .timeout(timeout)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) if is_retryable_transport(&error) => {
+                let problem = error.without_url().to_string();
+                warn!(attempt, problem = %problem, "Graph request failed; retrying.");
+                return self.retry_after_problem(attempt, self.settings.retry.delay(attempt, None), problem);
+            }
+            Err(error) => {
+                return Step::Finished(Err(GraphError::Unavailable {
+                    attempts: attempt,
+                    last: error.without_url().to_string(),
+                }));
+            }
+        };
+        let status = response.status();
+        let request_id = request_id(&response);
+        if status.is_redirection() || !same_origin(response.url(), url) {
+            return Step::Finished(Err(GraphError::Redirected {
+                request: "page request",
+                status: status.as_u16(),
+                location: redirect_target(&response),
+                setting: "GRAPH_BASE_URL",
+            }));
+        }
+        if status == StatusCode::PARTIAL_CONTENT {
+            // One provider behind the security API failed: records may be missing.
+            let warning = response
+                .headers()
+                .get(reqwest::header::WARNING)
+                .and_then(|value| value.to_str().ok())
+                .map_or_else(|| "no Warning header".to_owned(), upstream_text::message);
+            let problem = format!(
+                "Graph answered 206 Partial Content (request-id {request_id}, Warning: {warning}): a provider behind it failed and the page may be missing alerts"
+            );
+            warn!(request_id = %request_id, attempt, warning = %warning, "Graph answered 206 Partial Content; retrying.");
+            let wait = self.settings.retry.delay(attempt, retry_after(response.headers(), Utc::now()));
+            self.back_off_all(wait);
+            return self.retry_after_problem(attempt, wait, problem);
+        }
+        if status.is_success() {
+            return match read_capped(response, self.settings.max_response_bytes).await {
+                Ok(body) => {
+                    debug!(request_id = %request_id, bytes = body.len(), "Got a page.");
+                    Step::Finished(Ok(FetchedPage { body, request_id: Some(request_id) }))
+                }
+                Err(error) if error.is_transient() => {
+                    let problem = format!("reading the page failed: {error}");
+                    warn!(request_id = %request_id, attempt, problem = %problem, "Retrying.");
+                    self.retry_after_problem(attempt, self.settings.retry.delay(attempt, None), problem)
+                }
+                Err(error @ BodyError::TooLarge { .. }) => Step::Finished(Err(GraphError::TooLarge {
+                    request: "page request",
+                    limit_mb: self.settings.max_response_bytes / (1024 * 1024),
+                    detail: format!("{error} (request-id {request_id})"),
+                })),
+                Err(error) => Step::Finished(Err(GraphError::Unreadable {
+                    request: "page request",
+                    detail: format!("{error} (request-id {request_id})"),
+                })),
+            };
+        }
+        if status == StatusCode::UNAUTHORIZED && !*refreshed {
+            // The token may have expired early or been revoked: one fresh token.
+            warn!(request_id = %request_id, "Graph answered 401; refreshing the token once.");
+            *refreshed = true;
+            self.forget_token().await;
+            return Step::Again;
+        }
+        if is_retryable_status(status) {
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                self.counters.throttled_responses.fetch_add(1, Ordering::Relaxed);
+            }
+            let after = retry_after(response.headers(), Utc::now());
+            let wait = self.settings.retry.delay(attempt, after);
+            self.back_off_all(wait);
+            warn!(
+                status = status.as_u16(),
+                request_id = %request_id,
+                retry_after_ms = after.map(|a| a.as_millis() as u64),
+                wait_ms = wait.as_millis() as u64,
+                attempt,
+                "Graph asked us to back off."
+            );
+            let throttled = |detail: String| GraphError::Throttled {
+                attempts: attempt,
+                status: status.as_u16(),
+                request_id: request_id.clone(),
+                detail,
+            };
+            let exhausted = if status == StatusCode::TOO_MANY_REQUESTS {
+                throttled(String::new())
+            } else {
+                GraphError::Unavailable {
+                    attempts: attempt,
+                    last: format!("HTTP {} (request-id {request_id})", status.as_u16()),
+                }
+            };
+            let late = throttled(format!("; waiting {} ms would pass the deadline", wait.as_millis()));
+            return Step::Retry { wait, exhausted, late };
+        }
+        Step::Finished(Err(self.graph_error(response, request_id).await))
     }
 
     async fn graph_error(&self, response: Response, request_id: String) -> GraphError {
