@@ -132,6 +132,23 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// The error for an answer that is a redirect (any 3xx) or came from another origin than the
+/// request went to: redirects are never followed, whatever the HTTP client would do.
+fn redirect_refusal(
+    response: &Response,
+    sent_to: &Url,
+    request: &'static str,
+    setting: &'static str,
+) -> Option<GraphError> {
+    let status = response.status();
+    (status.is_redirection() || !same_origin(response.url(), sent_to)).then(|| GraphError::Redirected {
+        request,
+        status: status.as_u16(),
+        location: redirect_target(response),
+        setting,
+    })
+}
+
 /// Where a redirect points: its origin only (the path and query may carry anything), or the raw
 /// header bounded when it is not a URL.
 fn redirect_target(response: &Response) -> String {
@@ -419,15 +436,12 @@ impl<P: CredentialProvider> GraphClient<P> {
                 }));
             }
         };
-        let status = response.status();
-        if status.is_redirection() || !same_origin(response.url(), url) {
-            return Step::Finished(Err(GraphError::Redirected {
-                request: "token request",
-                status: status.as_u16(),
-                location: redirect_target(&response),
-                setting: "LOGIN_BASE_URL and TENANT_ID",
-            }));
+        if let Some(refused) =
+            redirect_refusal(&response, url, "token request", "LOGIN_BASE_URL and TENANT_ID")
+        {
+            return Step::Finished(Err(refused));
         }
+        let status = response.status();
         if status.is_success() {
             return Step::Finished(self.read_token(response).await);
         }
@@ -601,16 +615,11 @@ impl<P: CredentialProvider> GraphClient<P> {
                 }));
             }
         };
+        if let Some(refused) = redirect_refusal(&response, url, "page request", "GRAPH_BASE_URL") {
+            return Step::Finished(Err(refused));
+        }
         let status = response.status();
         let request_id = request_id(&response);
-        if status.is_redirection() || !same_origin(response.url(), url) {
-            return Step::Finished(Err(GraphError::Redirected {
-                request: "page request",
-                status: status.as_u16(),
-                location: redirect_target(&response),
-                setting: "GRAPH_BASE_URL",
-            }));
-        }
         if status == StatusCode::PARTIAL_CONTENT {
             // One provider behind the security API failed: records may be missing.
             let warning = response

@@ -335,22 +335,23 @@ fn misbehaviour(fault: &Fault, request_id: &str) -> Option<Response> {
         }
         Fault::HostileError { status } => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN);
-            let message = HOSTILE_TEXT.repeat(300);
-            let body = serde_json::json!({
-                "error": "invalid_request",
-                "error_description": message,
-                "trace_id": HOSTILE_TEXT,
-                "error_codes": [],
-            });
-            let mut graph = graph_error(status, HOSTILE_TEXT, &message, request_id);
-            if status == StatusCode::BAD_REQUEST {
-                // Entra-shaped, for the token endpoint.
-                graph = json_response(status, body.to_string());
-            }
-            Some(graph)
+            Some(graph_error(status, HOSTILE_TEXT, &HOSTILE_TEXT.repeat(300), request_id))
         }
         _ => None,
     }
+}
+
+/// [`Fault::HostileError`] as the token endpoint sends it: Entra-shaped, with a long,
+/// control-laden description and trace id.
+fn hostile_entra_error(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = serde_json::json!({
+        "error": "invalid_request",
+        "error_description": HOSTILE_TEXT.repeat(300),
+        "trace_id": HOSTILE_TEXT,
+        "error_codes": [],
+    });
+    json_response(status, body.to_string())
 }
 
 fn entra_error(status: StatusCode, error: &str, code: u64, description: &str) -> Response {
@@ -392,8 +393,7 @@ async fn token(State(state): State<Shared>, Path(tenant): Path<String>, RawForm(
             }
             Some(response)
         }
-        // An Entra-shaped hostile error: a 400 with a long, control-laden description.
-        Fault::HostileError { .. } => misbehaviour(&Fault::HostileError { status: 400 }, ""),
+        Fault::HostileError { status } => Some(hostile_entra_error(*status)),
         other => misbehaviour(other, ""),
     });
     let response = if let Some(response) = answered {
