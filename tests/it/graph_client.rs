@@ -23,6 +23,7 @@ fn client_for(
 ) -> GraphClient<StaticCredentials> {
     let base = sim.base_url();
     let settings = GraphSettings {
+        stream: xdr_core::stream::ALERTS,
         tenant_id: tenant_id.into(),
         endpoints: Endpoints::for_cloud(Cloud::Global, Some(base), Some(base)).unwrap(),
         request_timeout: Duration::from_secs(10),

@@ -29,6 +29,7 @@ fn tenant() -> SimTenant {
 fn settings(sim: &Simulator, max_response_bytes: usize) -> GraphSettings {
     let base = sim.base_url();
     GraphSettings {
+        stream: xdr_core::stream::ALERTS,
         tenant_id: sim.tenant_id(),
         endpoints: Endpoints::for_cloud(Cloud::Global, Some(base), Some(base)).unwrap(),
         request_timeout: Duration::from_secs(20),

@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use flate2::read::MultiGzDecoder;
 use secrecy::SecretString;
-use xdr_app::SyncConfig;
-use xdr_app::local::sync_into_folder;
+use xdr_config::SyncConfig;
 use xdr_core::RunSummary;
 use xdr_graph::GraphStats;
+use xdr_runtime::local::{Folders, sync_into_folder};
 use xdr_simulator::{SimOptions, SimTenant, Simulator};
 
 pub struct Harness {
@@ -79,13 +79,13 @@ impl Harness {
         &self,
         secret: &str,
         timeout: Option<std::time::Duration>,
-    ) -> Result<(RunSummary, GraphStats), xdr_app::AppError> {
+    ) -> Result<(RunSummary, GraphStats), xdr_runtime::AppError> {
+        let (output_dir, state_file) = (self.output_dir(), self.state_file());
         sync_into_folder(
             &self.config(),
             &self.sim.client_id(),
             &SecretString::from(secret.to_owned()),
-            &self.output_dir(),
-            &self.state_file(),
+            &Folders { output_dir: &output_dir, state_file: &state_file },
             timeout,
         )
         .await

@@ -1,26 +1,30 @@
 //! `xdr-sync`: pulls new and updated Microsoft Defender XDR alerts from Graph.
 //!
 //! Under Lambda (`AWS_LAMBDA_RUNTIME_API` set) it serves scheduled invocations: credentials from
-//! Secrets Manager, state in DynamoDB, objects in S3. Outside Lambda it runs locally: `xdr-sync` syncs the tenant configured by the environment
-//! into a folder, `xdr-sync demo` shows the whole job against a simulated tenant, and
-//! `xdr-sync simulate` serves the simulated tenant for your own experiments.
+//! Secrets Manager, state in DynamoDB, objects in S3. Outside Lambda it runs locally: `xdr-sync`
+//! syncs the tenant configured by the environment into a folder, and `xdr-sync state` shows or
+//! resets the state. Local builds (the `demo` feature, on by default; the Lambda build leaves it
+//! out) add `xdr-sync demo`, the whole job against a simulated tenant, and `xdr-sync simulate`,
+//! which serves the simulated tenant for your own experiments.
 
+#[cfg(feature = "demo")]
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use clap::{Parser, Subcommand};
-use xdr_app::config::DEFAULT_STATE_FILE;
-use xdr_app::demo::{DemoOptions, run_demo};
-use xdr_app::entry::{run_main, under_lambda};
-use xdr_app::lambda::{Function, live_state_key, serve};
-use xdr_app::local::run_local;
-use xdr_app::report::{describe_folder, describe_run};
-use xdr_app::state_admin;
-use xdr_app::{AppError, LocalConfig, SyncConfig, logging};
 use xdr_aws::{AwsClients, DynamoStateStore};
+use xdr_config::defaults::DEFAULT_STATE_FILE;
+use xdr_core::adopt::{Adopting, FirstFound};
+#[cfg(feature = "demo")]
+use xdr_demo::{DemoOptions, GraphMode, run_demo, simulate};
 use xdr_local::FileStateStore;
-use xdr_simulator::{GraphMode, SimOptions, SimTenant, Simulator};
+use xdr_runtime::entry::{run_main, under_lambda};
+use xdr_runtime::lambda::{Function, serve};
+use xdr_runtime::local::run_local;
+use xdr_runtime::report::{describe_folder, describe_run};
+use xdr_runtime::state_admin;
+use xdr_runtime::{AppError, LocalConfig, SyncConfig, logging};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +42,7 @@ enum Command {
     /// One local sync as configured by the environment (the default; see the README's table).
     Sync,
     /// The whole job with nothing configured: a simulated tenant synced into a folder, twice.
+    #[cfg(feature = "demo")]
     Demo {
         /// Where the demo keeps the simulated tenant, the sync state and the output.
         #[arg(long, default_value = "xdr-demo")]
@@ -53,10 +58,15 @@ enum Command {
     /// Show the live sync's state, or reset it to start over (DynamoDB when STATE_TABLE is set,
     /// else the local STATE_FILE).
     State {
+        /// The tenant's GUID, when TENANT_ID is a domain and the credentials should not be asked
+        /// for it (DynamoDB only; the state's key is named by the GUID).
+        #[arg(long)]
+        tenant: Option<String>,
         #[command(subcommand)]
         action: StateAction,
     },
     /// Serve a simulated tenant (Entra token endpoint + Graph alerts_v2) until interrupted.
+    #[cfg(feature = "demo")]
     Simulate {
         #[arg(long, default_value_t = 8080)]
         port: u16,
@@ -87,14 +97,19 @@ fn main() -> ExitCode {
         match command {
             None => serve(Function::Sync).await,
             Some(Command::Sync) => sync().await,
+            #[cfg(feature = "demo")]
             Some(Command::Demo { dir, throttle, graph_mode }) => {
                 logging::init("warn");
                 let output = run_demo(&DemoOptions { dir, throttle, graph_mode }).await?;
                 print!("{output}");
                 Ok(())
             }
-            Some(Command::Simulate { port, alerts, graph_mode }) => simulate(port, alerts, graph_mode).await,
-            Some(Command::State { action }) => state(action).await,
+            #[cfg(feature = "demo")]
+            Some(Command::Simulate { port, alerts, graph_mode }) => {
+                logging::init("info");
+                simulate(port, alerts, graph_mode).await
+            }
+            Some(Command::State { tenant, action }) => state(tenant, action).await,
         }
     })
 }
@@ -110,7 +125,7 @@ async fn sync() -> Result<(), AppError> {
     Ok(())
 }
 
-async fn state(action: StateAction) -> Result<(), AppError> {
+async fn state(tenant: Option<String>, action: StateAction) -> Result<(), AppError> {
     logging::init("warn");
     let env = |name: &str| std::env::var(name).ok();
     let config = SyncConfig::from_lookup(env, Utc::now())?;
@@ -118,8 +133,25 @@ async fn state(action: StateAction) -> Result<(), AppError> {
         Some(table) => {
             // Only the table is needed; the SDK finds region, credentials and endpoints as usual.
             let clients = AwsClients::from_env(false).await;
-            let store = DynamoStateStore::new(clients.dynamodb, table, live_state_key(&config.tenant_id));
-            state_action(&store, &config, action).await
+            let guid = match tenant {
+                Some(guid) => guid,
+                None => state_admin::tenant_guid(&config, &clients, env).await?,
+            };
+            let (keys, previous) = config.keys(&guid);
+            let store = |key: String| DynamoStateStore::new(clients.dynamodb.clone(), table.clone(), key);
+            let current = store(keys.sync());
+            let earlier = || previous.iter().map(|keys| store(keys.sync())).collect::<Vec<_>>();
+            match action {
+                // Shown wherever it is (an earlier release's key until a run carries it over).
+                StateAction::Show => {
+                    let mut stores = vec![current];
+                    stores.extend(earlier());
+                    state_action(&FirstFound::new(stores), &config, action).await
+                }
+                StateAction::Reset { .. } => {
+                    state_action(&Adopting::new(current, earlier()), &config, action).await
+                }
+            }
         }
         None => {
             let path = env("STATE_FILE").unwrap_or_else(|| DEFAULT_STATE_FILE.into());
@@ -141,37 +173,4 @@ async fn state_action(
         StateAction::Reset { yes } => print!("{}", state_admin::reset(store, config, Utc::now(), yes).await?),
     }
     Ok(())
-}
-
-async fn simulate(port: u16, alerts: u64, graph_mode: GraphMode) -> Result<(), AppError> {
-    logging::init("info");
-    let tenant = SimTenant::with_history(seed_from_clock(), Utc::now(), TimeDelta::days(3), alerts);
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let simulator = Simulator::start_on(tenant, SimOptions::mode(graph_mode), address)
-        .await
-        .map_err(|error| AppError::Io { action: format!("listening on {address}"), error })?;
-    let base = simulator.base_url();
-    println!(
-        "Simulated tenant listening on {base} (Graph mode: {graph_mode}). To sync it from another shell:\n"
-    );
-    println!(
-        "  TENANT_ID={} CLIENT_ID={} CLIENT_SECRET='{}' \\",
-        simulator.tenant_id(),
-        simulator.client_id(),
-        simulator.client_secret()
-    );
-    println!(
-        "  LOGIN_BASE_URL={base} GRAPH_BASE_URL={base} BACKFILL_START={} \\",
-        (Utc::now() - TimeDelta::days(3)).format("%Y-%m-%dT%H:%M:%SZ")
-    );
-    println!("  xdr-sync\n\nPress Ctrl-C to stop.");
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|error| AppError::Io { action: "waiting for Ctrl-C".into(), error })?;
-    simulator.stop().await;
-    Ok(())
-}
-
-fn seed_from_clock() -> u64 {
-    Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64
 }

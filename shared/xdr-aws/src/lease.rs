@@ -5,46 +5,42 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use xdr_core::StoreError;
+use xdr_core::{Lease, LeaseOutcome, StoreError};
 
 use crate::dynamo_state::read_item;
 use crate::failure;
 
+/// Leases as items beside the state: `lease#{state key}`.
 #[derive(Clone)]
 pub struct DynamoLease {
     client: Client,
     table: String,
-    pk: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseOutcome {
-    Acquired,
-    /// Another invocation holds it until `until`.
-    Held {
-        holder: String,
-        until: DateTime<Utc>,
-    },
 }
 
 impl DynamoLease {
-    /// The lease item for the state item `state_pk`.
-    pub fn new(client: Client, table: impl Into<String>, state_pk: &str) -> Self {
-        Self { client, table: table.into(), pk: format!("lease#{state_pk}") }
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
     }
+}
 
-    /// Takes the lease for `holder` until `until`, unless someone else holds an unexpired one.
-    pub async fn acquire(
+fn lease_pk(state_key: &str) -> String {
+    format!("lease#{state_key}")
+}
+
+impl Lease for DynamoLease {
+    async fn acquire(
         &self,
+        key: &str,
         holder: &str,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<LeaseOutcome, StoreError> {
+        let pk = lease_pk(key);
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(self.pk.clone()))
+            .item("pk", AttributeValue::S(pk.clone()))
             .item("holder", AttributeValue::S(holder.to_owned()))
             .item("expires_at_ms", AttributeValue::N(until.timestamp_millis().to_string()))
             .item("acquired_at", AttributeValue::S(now.to_rfc3339()))
@@ -59,7 +55,7 @@ impl DynamoLease {
                 if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
                 // Who holds it is only for the message; a failed read leaves "unknown".
-                let current = read_item(&self.client, &self.table, &self.pk).await.ok().flatten();
+                let current = read_item(&self.client, &self.table, &pk).await.ok().flatten();
                 let holder = current
                     .as_ref()
                     .and_then(|item| item.get("holder")?.as_s().ok().cloned())
@@ -79,13 +75,12 @@ impl DynamoLease {
         }
     }
 
-    /// Gives the lease back, if this holder still has it.
-    pub async fn release(&self, holder: &str) -> Result<(), StoreError> {
+    async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(self.pk.clone()))
+            .key("pk", AttributeValue::S(lease_pk(key)))
             .condition_expression("holder = :holder")
             .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
             .send()

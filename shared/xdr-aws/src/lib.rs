@@ -8,7 +8,7 @@ mod secrets;
 
 pub use aws_sdk_dynamodb::Client as DynamoClient;
 pub use dynamo_state::DynamoStateStore;
-pub use lease::{DynamoLease, LeaseOutcome};
+pub use lease::DynamoLease;
 pub use s3_sink::S3Sink;
 pub use secrets::SecretsManagerCredentials;
 

@@ -147,7 +147,7 @@ fn main() {
         .block_on(run_sync(
             &settings,
             Ports { source: &source, store: &store, sink: &sink, clock: &clock },
-            RunRequest { run_id: "bench".into(), deadline: None },
+            RunRequest { run_id: "bench".into(), deadline: None, identity: None },
         ))
         .expect("bench run");
     let wall = started.elapsed().as_secs_f64();

@@ -40,6 +40,9 @@ pub struct RunRequest {
     pub run_id: String,
     /// The run must have returned by then (Lambda's deadline); `None`: no limit.
     pub deadline: Option<DateTime<Utc>>,
+    /// Who the source said we are, when the caller authenticated already this invocation (a
+    /// handler does, to find the tenant's keys); `None`: the run authenticates first.
+    pub identity: Option<Identity>,
 }
 
 /// Runs one live sync.
@@ -58,7 +61,10 @@ where
     let fetch_deadline = settings.fetch_deadline(request.deadline);
 
     // Credentials first: a run that cannot authenticate changes nothing.
-    let identity = ports.source.authenticate(fetch_deadline).await.map_err(EngineError::Source)?;
+    let identity = match &request.identity {
+        Some(identity) => identity.clone(),
+        None => ports.source.authenticate(fetch_deadline).await.map_err(EngineError::Source)?,
+    };
 
     let loaded = ports.store.load().await?;
     let (state, revision) = match loaded {
@@ -529,6 +535,7 @@ where
         }
         self.save().await?;
         self.summary.covered_until = format_human(self.state.cursor);
+        self.summary.cursor = Some(self.state.cursor);
         self.summary.partitions = self.partitions.iter().cloned().collect();
         self.summary.newest_last_update = self.newest_last_update.map(format_human);
         self.summary.progress = self.state.progress();

@@ -28,6 +28,9 @@ pub enum EngineError {
         "{listed} alert versions share the instant {at} and no filterable property tells them apart, so Graph's paging reaches only {reached} of them (`$skip` is capped at {max_skip}); everything before this instant is written and the cursor is held before it. If your Graph accepts a deeper `$skip`, raise MAX_SKIP; or accept the versions read so far and move past the instant with ACCEPT_INCOMPLETE_INSTANTS={at} (see the README, \"An instant Graph cannot page through\")"
     )]
     InstantUnreadable { at: String, listed: String, reached: u64, max_skip: u32 },
+    /// A backfill event that does not make sense; refused before anything is read or written.
+    #[error("bad backfill event: {0}")]
+    BadBackfill(#[from] crate::backfill::BackfillEventError),
 }
 
 impl EngineError {
@@ -50,6 +53,7 @@ impl EngineError {
             EngineError::TenantState { .. } => "TenantStateError",
             EngineError::Compression(_) => "OutputError",
             EngineError::InstantUnreadable { .. } => "InstantUnreadableError",
+            EngineError::BadBackfill(_) => "InvalidEventError",
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct OutputLayout {
     data_prefix: String,
     quarantine_prefix: String,
     control_prefix: String,
+    /// `tenant=<guid>` between the prefix and `dt=`, for a lake that holds many tenants.
+    tenant_partition: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,6 +57,7 @@ impl OutputLayout {
             data_prefix: data,
             quarantine_prefix: quarantine,
             control_prefix: DEFAULT_CONTROL_PREFIX.to_owned(),
+            tenant_partition: None,
         })
     }
 
@@ -68,6 +71,19 @@ impl OutputLayout {
             }
         }
         Ok(Self { control_prefix: control, ..self })
+    }
+
+    /// The same layout with a `tenant=<guid>` partition before `dt=` (data and quarantine).
+    pub fn with_tenant_partition(self, tenant: &str) -> Self {
+        let safe: String = tenant.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        Self { tenant_partition: Some(safe.to_ascii_lowercase()), ..self }
+    }
+
+    fn partition(&self, date: NaiveDate) -> String {
+        match &self.tenant_partition {
+            Some(tenant) => format!("tenant={tenant}/dt={}", date.format("%Y-%m-%d")),
+            None => format!("dt={}", date.format("%Y-%m-%d")),
+        }
     }
 
     pub fn control_prefix(&self) -> &str {
@@ -90,11 +106,11 @@ impl OutputLayout {
     }
 
     pub fn data_key(&self, date: NaiveDate, file: &ObjectName) -> String {
-        format!("{}/dt={}/{}", self.data_prefix, date.format("%Y-%m-%d"), file.0)
+        format!("{}/{}/{}", self.data_prefix, self.partition(date), file.0)
     }
 
     pub fn quarantine_key(&self, date: NaiveDate, file: &ObjectName) -> String {
-        format!("{}/dt={}/{}", self.quarantine_prefix, date.format("%Y-%m-%d"), file.0)
+        format!("{}/{}/{}", self.quarantine_prefix, self.partition(date), file.0)
     }
 }
 
@@ -139,6 +155,13 @@ mod tests {
             layout.quarantine_key(date, &name()),
             "quarantine/dt=2026-11-28/20261128T060501Z-ab12cd-00003.ndjson.gz"
         );
+        // A lake of many tenants: `tenant=` before `dt=`, from the token's GUID.
+        let layout = layout.with_tenant_partition("5DB5D7E5-4C1E-4A31-9C5E-0123456789AB");
+        assert_eq!(
+            layout.data_key(date, &name()),
+            "alerts/tenant=5db5d7e5-4c1e-4a31-9c5e-0123456789ab/dt=2026-11-28/20261128T060501Z-ab12cd-00003.ndjson.gz"
+        );
+        assert!(layout.quarantine_key(date, &name()).starts_with("quarantine/tenant=5db5d7e5-"));
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::ports::{Clock, ObjectSink, Revision, SinkError, StateStore, StoreError};
+use crate::ports::{Clock, Lease, LeaseOutcome, ObjectSink, Revision, SinkError, StateStore, StoreError};
 use crate::state::{ChunkLimits, SyncState};
+use std::sync::Arc;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -120,6 +121,69 @@ impl StateStore for MemoryStore {
         state.chunked_save_done(&save);
         self.saves.fetch_add(1, Ordering::SeqCst);
         Ok(Revision(next))
+    }
+}
+
+/// Many in-memory stores by key, as a table holds items: what a handler's `state_for` hands out.
+#[derive(Default)]
+pub struct MemoryStates {
+    stores: Mutex<BTreeMap<String, Arc<MemoryStore>>>,
+}
+
+impl MemoryStates {
+    /// The store under `key` (created empty on first use).
+    pub fn store(&self, key: &str) -> Arc<MemoryStore> {
+        lock(&self.stores).entry(key.to_owned()).or_default().clone()
+    }
+
+    /// The keys that hold a state.
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.stores)
+            .iter()
+            .filter(|(_, store)| store.state().is_some())
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}
+
+/// Leases in memory, with the adapters' rules (expired leases are free; the holder may renew).
+#[derive(Default)]
+pub struct MemoryLease {
+    held: Mutex<BTreeMap<String, (String, DateTime<Utc>)>>,
+}
+
+impl MemoryLease {
+    /// Who holds `key`'s lease, and until when.
+    pub fn holder(&self, key: &str) -> Option<(String, DateTime<Utc>)> {
+        lock(&self.held).get(key).cloned()
+    }
+}
+
+impl Lease for MemoryLease {
+    async fn acquire(
+        &self,
+        key: &str,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let mut held = lock(&self.held);
+        if let Some((other, other_until)) = held.get(key)
+            && other != holder
+            && *other_until >= now
+        {
+            return Ok(LeaseOutcome::Held { holder: other.clone(), until: *other_until });
+        }
+        held.insert(key.to_owned(), (holder.to_owned(), until));
+        Ok(LeaseOutcome::Acquired)
+    }
+
+    async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        let mut held = lock(&self.held);
+        if held.get(key).is_some_and(|(current, _)| current == holder) {
+            held.remove(key);
+        }
+        Ok(())
     }
 }
 

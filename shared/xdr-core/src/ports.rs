@@ -59,8 +59,32 @@ pub struct Identity {
     pub tenant: String,
 }
 
+/// What a source has asked of its server so far (for responses and metrics).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SourceCounts {
+    pub graph_requests: u64,
+    pub throttled_responses: u64,
+    pub token_requests: u64,
+}
+
+impl SourceCounts {
+    /// What was asked between `earlier` and `self`.
+    pub fn since(&self, earlier: &SourceCounts) -> SourceCounts {
+        SourceCounts {
+            graph_requests: self.graph_requests.saturating_sub(earlier.graph_requests),
+            throttled_responses: self.throttled_responses.saturating_sub(earlier.throttled_responses),
+            token_requests: self.token_requests.saturating_sub(earlier.token_requests),
+        }
+    }
+}
+
 /// Where alerts come from (Graph, or anything that speaks its paging).
 pub trait AlertSource: Send + Sync {
+    /// What this source has asked of its server since it was built.
+    fn counts(&self) -> SourceCounts {
+        SourceCounts::default()
+    }
+
     /// Proves the credentials work before anything is changed. `deadline` bounds waiting.
     fn authenticate(
         &self,
@@ -147,5 +171,52 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+/// Whether a lease was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    Acquired,
+    /// Another run holds it until `until`.
+    Held {
+        holder: String,
+        until: DateTime<Utc>,
+    },
+}
+
+/// Keeps two runs from working on the same state at once. A lease ends at its holder's deadline
+/// at the latest, so a crashed holder blocks nobody past it, and is released when the holder
+/// finishes. `key` is the state's key; adapters keep the lease beside it (`lease#{key}`).
+pub trait Lease: Send + Sync {
+    /// Takes the lease for `holder` until `until`, unless someone else holds an unexpired one.
+    fn acquire(
+        &self,
+        key: &str,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<LeaseOutcome, StoreError>> + Send;
+
+    /// Gives the lease back, if `holder` still has it.
+    fn release(&self, key: &str, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A shared store is a store (handlers hand out stores by key; tests keep them to look inside).
+impl<T: StateStore> StateStore for std::sync::Arc<T> {
+    fn location(&self) -> String {
+        self.as_ref().location()
+    }
+
+    fn load(&self) -> impl Future<Output = Result<Option<(SyncState, Revision)>, StoreError>> + Send {
+        self.as_ref().load()
+    }
+
+    fn save(
+        &self,
+        state: &mut SyncState,
+        expected: Option<&Revision>,
+    ) -> impl Future<Output = Result<Revision, StoreError>> + Send {
+        self.as_ref().save(state, expected)
     }
 }

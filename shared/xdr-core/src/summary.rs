@@ -1,5 +1,6 @@
 //! What a run reports.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -12,6 +13,9 @@ pub struct RunSummary {
     pub window: WindowSummary,
     /// Reading is complete up to here (the saved cursor).
     pub covered_until: String,
+    /// The same instant, typed (for the lag metric).
+    #[serde(skip)]
+    pub cursor: Option<DateTime<Utc>>,
     pub pages: u64,
     pub alerts_received: u64,
     pub alerts_written: u64,

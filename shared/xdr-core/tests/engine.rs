@@ -288,7 +288,7 @@ async fn two_overlapping_runs_never_both_write() {
         let (world, expected) = busy_world(mode);
         let ports =
             || Ports { source: &world.graph, store: &world.store, sink: &world.sink, clock: &*world.clock };
-        let request = |id: &str| RunRequest { run_id: id.into(), deadline: None };
+        let request = |id: &str| RunRequest { run_id: id.into(), deadline: None, identity: None };
         let (a, b) = tokio::join!(
             run_sync(&world.settings, ports(), request("a")),
             run_sync(&world.settings, ports(), request("b"))

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 use url::Url;
-use xdr_core::{AlertSource, FetchedPage, Identity, PageRequest, Query, SourceError};
+use xdr_core::{AlertSource, FetchedPage, Identity, PageRequest, Query, SourceCounts, SourceError, Stream};
 
 use crate::body::{BodyError, read_capped};
 use crate::cloud::Endpoints;
@@ -20,7 +20,6 @@ use crate::origin::check_origin;
 use crate::retry::{RetryPolicy, is_retryable_status, is_retryable_transport, retry_after};
 use crate::upstream_text;
 
-const ALERTS_PATH: &str = "v1.0/security/alerts_v2";
 /// Less than this left before the deadline: don't start a request.
 const MIN_REQUEST_TIME: Duration = Duration::from_millis(200);
 /// The default for [`GraphSettings::max_response_bytes`]: a page of 1,000 alerts of 100 KB
@@ -34,6 +33,8 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct GraphSettings {
     pub tenant_id: String,
+    /// The collection read (its path, and the permission a 403 names).
+    pub stream: Stream,
     pub endpoints: Endpoints,
     /// Upper bound for one HTTP request (also bounded by the deadline).
     pub request_timeout: Duration,
@@ -268,7 +269,7 @@ impl<P: CredentialProvider> GraphClient<P> {
             .settings
             .endpoints
             .graph
-            .join(ALERTS_PATH)
+            .join(self.settings.stream.resource_path)
             .unwrap_or_else(|_| self.settings.endpoints.graph.clone());
         let mut text =
             format!("$filter={}&$top={}", encode_query_value(&query.filter()), query.top.clamp(1, 1000));
@@ -717,7 +718,13 @@ impl<P: CredentialProvider> GraphClient<P> {
             message => message,
         };
         if status == 401 || status == 403 {
-            GraphError::Forbidden { status, code, message, request_id }
+            GraphError::Forbidden {
+                status,
+                code,
+                message,
+                request_id,
+                permission: self.settings.stream.permission,
+            }
         } else {
             GraphError::Rejected { status, code, message, request_id }
         }
@@ -725,6 +732,15 @@ impl<P: CredentialProvider> GraphClient<P> {
 }
 
 impl<P: CredentialProvider> AlertSource for GraphClient<P> {
+    fn counts(&self) -> SourceCounts {
+        let stats = self.stats();
+        SourceCounts {
+            graph_requests: stats.graph_requests,
+            throttled_responses: stats.throttled_responses,
+            token_requests: stats.token_requests,
+        }
+    }
+
     async fn authenticate(&self, deadline: Option<DateTime<Utc>>) -> Result<Identity, SourceError> {
         let (_, tenant) = self.token_and_tenant(deadline).await.map_err(SourceError::from)?;
         Ok(Identity { tenant })
@@ -752,6 +768,7 @@ mod tests {
     fn client() -> GraphClient<StaticCredentials> {
         let settings = GraphSettings {
             tenant_id: "contoso".into(),
+            stream: xdr_core::stream::ALERTS,
             endpoints: Endpoints::for_cloud(Cloud::Global, None, None).unwrap(),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),

@@ -25,9 +25,9 @@ pub enum GraphError {
     #[error("the credentials could not be read: {0}")]
     Credentials(String),
     #[error(
-        "Graph refused access (HTTP {status}, {code}, request-id {request_id}): {message}. The app needs the application permission SecurityAlert.Read.All with admin consent."
+        "Graph refused access (HTTP {status}, {code}, request-id {request_id}): {message}. The app needs the application permission {permission} with admin consent."
     )]
-    Forbidden { status: u16, code: String, message: String, request_id: String },
+    Forbidden { status: u16, code: String, message: String, request_id: String, permission: &'static str },
     #[error(
         "Graph kept throttling after {attempts} attempts (last HTTP {status}, request-id {request_id}){detail}"
     )]

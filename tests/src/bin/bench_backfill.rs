@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
 use serde_json::json;
-use xdr_app::SyncConfig;
-use xdr_app::backfill::{BackfillRequest, run_backfill};
-use xdr_core::RunRequest;
-use xdr_core::SystemClock;
-use xdr_core::memory::{MemorySink, MemoryStore};
+use xdr_config::SyncConfig;
+use xdr_core::backfill::{BackfillPorts, BackfillRequest, run_backfill};
+use xdr_core::memory::{MemorySink, MemoryStates, MemoryStore};
+use xdr_core::{RunRequest, SystemClock};
 use xdr_graph::{ClientCredentials, GraphClient, StaticCredentials, http_client};
 use xdr_simulator::{SimOptions, SimTenant, Simulator};
 
@@ -64,22 +63,24 @@ async fn main() {
         .expect("request");
         let sink = MemorySink::default();
         let live = MemoryStore::default();
+        let states = MemoryStates::default();
+        let (keys, previous) = config.keys(&tenant_id);
         let started = Instant::now();
-        let outcome = run_backfill(
-            &config,
-            &request,
-            &graph,
-            &live,
-            |_key: &str| MemoryStore::default(),
-            &sink,
-            &SystemClock,
-            RunRequest { run_id: format!("bench{concurrency}"), deadline: None },
-        )
-        .await
-        .expect("backfill");
+        let ports = BackfillPorts {
+            source: &graph,
+            live_state: &live,
+            state_for: |key: &str| states.store(key),
+            sink: &sink,
+            clock: &SystemClock,
+        };
+        let run = RunRequest { run_id: format!("bench{concurrency}"), deadline: None, identity: None };
+        let outcome =
+            run_backfill(&config.backfill_settings(&tenant_id), &keys, &previous, &request, ports, run)
+                .await
+                .expect("backfill");
         let wall = started.elapsed().as_secs_f64();
         assert!(outcome.complete());
-        let result = outcome.to_json();
+        let result = serde_json::to_value(outcome.report()).expect("report");
         let alerts = result["alerts_written"].as_u64().unwrap_or(0);
         let pages = result["pages"].as_u64().unwrap_or(0);
         let base_wall = *sequential.get_or_insert(wall);

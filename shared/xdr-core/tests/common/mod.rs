@@ -235,7 +235,12 @@ impl World {
     ) -> Result<RunSummary, EngineError> {
         self.runs += 1;
         let ports = Ports { source: &self.graph, store: &self.store, sink: &self.sink, clock: &*self.clock };
-        run_sync(&self.settings, ports, RunRequest { run_id: format!("run{}", self.runs), deadline }).await
+        run_sync(
+            &self.settings,
+            ports,
+            RunRequest { run_id: format!("run{}", self.runs), deadline, identity: None },
+        )
+        .await
     }
 
     pub async fn run(&mut self) -> RunSummary {

@@ -1,25 +1,42 @@
-//! Configuration: every setting parsed once, into typed values, with its default here.
-//! Parsing takes a lookup function so tests pass a map instead of changing the environment.
+//! Configuration: every setting of the functions and the local runs, parsed once into typed
+//! values. Every default is named in [`defaults`] (the engine's own come from `xdr-core`, which
+//! tests use without this crate), and the README's table lists them. Parsing takes a lookup
+//! function so tests pass a map instead of changing the environment.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::SecretString;
-use xdr_core::OutputLayout;
-use xdr_core::layout::{DEFAULT_CONTROL_PREFIX, DEFAULT_OUTPUT_PREFIX, DEFAULT_QUARANTINE_PREFIX};
-use xdr_core::settings::{
-    DEFAULT_FINISH_RESERVE_MILLIS, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_PAGES_PER_SLICE, DEFAULT_MAX_SKIP,
-    DEFAULT_OVERLAP_MINUTES, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SyncSettings,
-};
+use xdr_core::backfill::BackfillSettings;
+use xdr_core::settings::{MAX_PAGE_SIZE, SyncSettings};
+use xdr_core::stream::{ALERTS, Stream};
 use xdr_core::timeutil::parse_instant;
+use xdr_core::{OutputLayout, StateKeys};
 use xdr_graph::{Cloud, Endpoints, GraphSettings, RetryPolicy};
 
-pub const DEFAULT_HTTP_TIMEOUT_SECONDS: u64 = 30;
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
-pub const DEFAULT_BACKFILL_CONCURRENCY: usize = 4;
-pub const DEFAULT_OUTPUT_DIR: &str = "xdr-output";
-pub const DEFAULT_STATE_FILE: &str = "xdr-state/sync-state.json";
+use defaults::*;
+
+/// Every setting's default, in one place.
+pub mod defaults {
+    // The engine's (`xdr-core` keeps them beside the settings they fill, for its own tests).
+    pub use xdr_core::layout::{DEFAULT_CONTROL_PREFIX, DEFAULT_OUTPUT_PREFIX, DEFAULT_QUARANTINE_PREFIX};
+    pub use xdr_core::settings::{
+        DEFAULT_FINISH_RESERVE_MILLIS, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_PAGES_PER_SLICE,
+        DEFAULT_MAX_SKIP, DEFAULT_OVERLAP_MINUTES, DEFAULT_PAGE_SIZE,
+    };
+    // The Graph client's.
+    pub use xdr_graph::client::DEFAULT_MAX_RESPONSE_BYTES;
+
+    pub const DEFAULT_HTTP_TIMEOUT_SECONDS: u64 = 30;
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+    pub const DEFAULT_BACKFILL_CONCURRENCY: usize = 4;
+    pub const DEFAULT_TENANT_PARTITION: bool = false;
+    pub const DEFAULT_OUTPUT_DIR: &str = "xdr-output";
+    pub const DEFAULT_STATE_FILE: &str = "xdr-state/sync-state.json";
+    pub const DEFAULT_SECRET_CACHE_SECONDS: u64 = 300;
+    pub const DEFAULT_METRICS_NAMESPACE: &str = "XdrLake";
+}
 
 /// A setting that is missing or malformed: which one, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +55,12 @@ impl ConfigError {
 /// What every mode needs: where the tenant is, and how the engine behaves.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
+    /// `TENANT_ID` as configured (a GUID or a domain); state keys use the GUID from the token.
     pub tenant_id: String,
+    /// What is read (alerts, the one stream today).
+    pub stream: Stream,
+    /// Output under `tenant=<guid>/dt=...` (`TENANT_PARTITION`), for a lake of many tenants.
+    pub tenant_partition: bool,
     pub cloud: Cloud,
     pub endpoints: Endpoints,
     pub engine: SyncSettings,
@@ -192,13 +214,17 @@ impl SyncConfig {
             settings.number("BACKFILL_CONCURRENCY", DEFAULT_BACKFILL_CONCURRENCY, 1, 16)?;
         let max_response_mb = settings.number(
             "MAX_RESPONSE_MB",
-            (xdr_graph::client::DEFAULT_MAX_RESPONSE_BYTES / (1024 * 1024)) as u64,
+            (DEFAULT_MAX_RESPONSE_BYTES / (1024 * 1024)) as u64,
             1,
             1024,
         )?;
 
+        let tenant_partition = settings.flag("TENANT_PARTITION", DEFAULT_TENANT_PARTITION)?;
+
         Ok(Self {
             tenant_id,
+            stream: ALERTS,
+            tenant_partition,
             cloud,
             endpoints,
             engine: SyncSettings {
@@ -222,8 +248,31 @@ impl SyncConfig {
         })
     }
 
+    /// The keys of this stream's items for the tenant Entra named (`tenant` is the token's
+    /// GUID), and where earlier releases kept them.
+    pub fn keys(&self, tenant: &str) -> (StateKeys, Vec<StateKeys>) {
+        let keys = StateKeys::new(tenant, self.stream);
+        let previous = keys.previous(&self.tenant_id);
+        (keys, previous)
+    }
+
+    /// The engine's settings for the tenant Entra named: its layout gets the `tenant=`
+    /// partition when configured.
+    pub fn engine_for(&self, tenant: &str) -> SyncSettings {
+        let mut engine = self.engine.clone();
+        if self.tenant_partition {
+            engine.layout = engine.layout.with_tenant_partition(tenant);
+        }
+        engine
+    }
+
+    pub fn backfill_settings(&self, tenant: &str) -> BackfillSettings {
+        BackfillSettings { sync: self.engine_for(tenant), concurrency: self.backfill_concurrency }
+    }
+
     pub fn graph_settings(&self) -> GraphSettings {
         GraphSettings {
+            stream: self.stream,
             tenant_id: self.tenant_id.clone(),
             endpoints: self.endpoints.clone(),
             request_timeout: self.http_timeout,
@@ -233,14 +282,54 @@ impl SyncConfig {
     }
 }
 
+/// Where the functions keep things on AWS.
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    pub credentials_secret_id: String,
+    pub state_table: String,
+    pub output_bucket: String,
+    pub s3_force_path_style: bool,
+    pub secret_cache: Duration,
+    /// CloudWatch namespace of the run metrics (EMF on stdout).
+    pub metrics_namespace: String,
+}
+
+impl AwsConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let settings = Settings::new(lookup);
+        Ok(Self {
+            credentials_secret_id: settings.required(
+                "CREDENTIALS_SECRET_ID",
+                "set it to the name or ARN of the Secrets Manager secret holding {\"client_id\", \"client_secret\"}",
+            )?,
+            state_table: settings.required("STATE_TABLE", "set it to the DynamoDB table (string partition key `pk`)")?,
+            output_bucket: settings.required("OUTPUT_BUCKET", "set it to the S3 bucket for the alerts")?,
+            s3_force_path_style: settings.flag("S3_FORCE_PATH_STYLE", false)?,
+            secret_cache: Duration::from_secs(settings.number(
+                "SECRET_CACHE_SECONDS",
+                DEFAULT_SECRET_CACHE_SECONDS,
+                0,
+                86_400,
+            )?),
+            metrics_namespace: settings
+                .optional("METRICS_NAMESPACE")
+                .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned()),
+        })
+    }
+}
+
+/// Whether `text` is a GUID (`72f988bf-86f1-41af-91ab-2d7cd011db47`, any case).
+pub fn is_guid(text: &str) -> bool {
+    text.len() == 36
+        && text
+            .char_indices()
+            .all(|(at, c)| if matches!(at, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() })
+}
+
 /// `TENANT_ID` goes into the token URL's path: only a GUID or a DNS name may (no `/`, `\`, `@`,
 /// `%`, `..` or anything else that could move the request, and the secret, to another host).
 fn check_tenant_id(text: &str) -> Result<(), String> {
-    let is_guid = text.len() == 36
-        && text
-            .char_indices()
-            .all(|(at, c)| if matches!(at, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() });
-    if is_guid {
+    if is_guid(text) {
         return Ok(());
     }
     let labels: Vec<&str> = text.split('.').collect();
@@ -400,6 +489,57 @@ mod tests {
         let config = parse(&[("TENANT_ID", "t.example")]).unwrap();
         assert_eq!(config.max_response_bytes, 128 * 1024 * 1024);
         assert!(config.max_response_bytes > 1000 * 100 * 1000, "a page of 1,000 alerts of 100 KB fits");
+    }
+
+    #[test]
+    fn aws_settings_are_named_when_missing_or_wrong() {
+        let parse = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, String> =
+                pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            AwsConfig::from_lookup(|name| map.get(name).cloned())
+        };
+        assert_eq!(parse(&[]).unwrap_err().setting, "CREDENTIALS_SECRET_ID");
+        assert_eq!(parse(&[("CREDENTIALS_SECRET_ID", "s")]).unwrap_err().setting, "STATE_TABLE");
+        assert_eq!(
+            parse(&[("CREDENTIALS_SECRET_ID", "s"), ("STATE_TABLE", "t")]).unwrap_err().setting,
+            "OUTPUT_BUCKET"
+        );
+        let full = [
+            ("CREDENTIALS_SECRET_ID", "s"),
+            ("STATE_TABLE", "t"),
+            ("OUTPUT_BUCKET", "b"),
+            ("S3_FORCE_PATH_STYLE", "maybe"),
+        ];
+        assert_eq!(parse(&full).unwrap_err().setting, "S3_FORCE_PATH_STYLE");
+        let ok = parse(&[
+            ("CREDENTIALS_SECRET_ID", "s"),
+            ("STATE_TABLE", "t"),
+            ("OUTPUT_BUCKET", "b"),
+            ("S3_FORCE_PATH_STYLE", "true"),
+        ])
+        .unwrap();
+        assert!(ok.s3_force_path_style);
+        assert_eq!(ok.secret_cache, Duration::from_secs(300));
+        assert_eq!(ok.metrics_namespace, "XdrLake");
+    }
+
+    #[test]
+    fn the_tenant_partition_goes_into_the_layout_and_keys_use_the_guid() {
+        let guid = "5db5d7e5-4c1e-4a31-9c5e-0123456789ab";
+        let plain = parse(&[("TENANT_ID", "contoso.onmicrosoft.com")]).unwrap();
+        assert!(!plain.tenant_partition);
+        assert_eq!(plain.engine_for(guid).layout, plain.engine.layout);
+        let (keys, previous) = plain.keys(guid);
+        assert_eq!(keys.sync(), format!("sync#{guid}#alerts"));
+        assert_eq!(previous.len(), 2);
+        let many = parse(&[("TENANT_ID", guid), ("TENANT_PARTITION", "true")]).unwrap();
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+        let name = xdr_core::layout::ObjectName::new(now(), "r", 1);
+        assert!(many.engine_for(guid).layout.data_key(date, &name).contains(&format!("/tenant={guid}/dt=")));
+        assert_eq!(
+            parse(&[("TENANT_ID", guid), ("TENANT_PARTITION", "2")]).unwrap_err().setting,
+            "TENANT_PARTITION"
+        );
     }
 
     #[test]

@@ -1,18 +1,23 @@
-//! `xdr-backfill`: what a backfill request means. Parsing the event, fixing the window, and
-//! keeping clear of what the live sync covers, so the two never write the same version.
+//! The backfill use case: what a backfill request means (parsing the event, fixing the window,
+//! keeping clear of what the live sync covers, so the two never write the same version), its
+//! parts (one per UTC day, each with a ledger shared by every window), its manifest, and what
+//! one invocation reports.
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
-use futures::stream::{self, StreamExt};
-use serde_json::{Value, json};
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+use serde_json::Value;
 use tracing::info;
-use xdr_core::timeutil::{floor_to_tick, format_human, parse_instant};
-use xdr_core::{
-    AlertSource, Clock, EngineError, ObjectSink, Ports, RunRequest, RunSummary, StateStore, SyncState,
-    run_sync,
-};
 
-use crate::config::SyncConfig;
-use crate::error::AppError;
+use crate::adopt::Adopting;
+use crate::engine::{Ports, RunRequest, run_sync};
+use crate::error::EngineError;
+use crate::keys::StateKeys;
+use crate::ports::{AlertSource, Clock, ObjectSink, StateStore};
+use crate::settings::SyncSettings;
+use crate::state::SyncState;
+use crate::summary::{ObjectSummary, RunSummary};
+use crate::timeutil::{floor_to_tick, format_human, parse_instant};
 
 /// A backfill request that makes sense.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,10 +83,9 @@ impl BackfillRequest {
         Ok(Self { start, end })
     }
 
-    /// The name of this request's manifest: the same event always resumes the same backfill.
-    pub fn state_key(&self, tenant_id: &str) -> String {
-        let end = self.end.map_or_else(|| "open".to_owned(), format_human);
-        format!("backfill#{tenant_id}#{}#{end}", format_human(self.start))
+    /// This request's manifest: the same event always resumes the same backfill.
+    pub fn manifest_key(&self, keys: &StateKeys) -> String {
+        keys.manifest(self.start, self.end)
     }
 }
 
@@ -92,18 +96,6 @@ pub const RETENTION: TimeDelta = TimeDelta::days(180);
 /// The most one-day parts one backfill plans: the retention period, with a day of slack at each
 /// end for a window that does not start or end at midnight.
 pub const MAX_PARTS: usize = 182;
-
-/// The lease every backfill of a tenant holds: one backfill invocation at a time per tenant, so
-/// two windows that share days never read the same day at once (the day ledger decides the rest).
-pub fn backfill_lease_key(tenant_id: &str) -> String {
-    format!("backfill#{tenant_id}")
-}
-
-/// The ledger of one UTC day, shared by every backfill of the tenant: whichever window reads the
-/// day first writes its versions, and a later window that shares it goes on from there.
-pub fn day_key(tenant_id: &str, day: NaiveDate) -> String {
-    format!("backfill#{tenant_id}#day#{}", day.format("%Y-%m-%d"))
-}
 
 /// The window a backfill actually reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,47 +218,132 @@ impl BackfillOutcome {
         }
     }
 
-    /// The invocation's JSON result.
-    pub fn to_json(&self) -> Value {
-        let requested = |request: &BackfillRequest| json!({"start": format_human(request.start), "end": request.end.map(format_human)});
+    /// What the invocation answers (the backfill state machine reads its `complete`).
+    pub fn report(&self) -> BackfillReport {
+        let requested = |request: &BackfillRequest| Requested {
+            start: format_human(request.start),
+            end: request.end.map(format_human),
+        };
         match self {
-            BackfillOutcome::Nothing { request, reason } => json!({
-                "complete": true,
-                "requested": requested(request),
-                "alerts_written": 0,
-                "objects": [],
-                "progress": 1.0,
-                "nothing_to_do": reason,
+            BackfillOutcome::Nothing { request, reason } => BackfillReport::Nothing(NothingReport {
+                complete: true,
+                requested: requested(request),
+                alerts_written: 0,
+                objects: Vec::new(),
+                progress: 1.0,
+                nothing_to_do: reason.clone(),
             }),
             BackfillOutcome::Read { request, start, end, note, invocation, tally } => {
-                let mut value = json!({
-                    "complete": self.complete(),
-                    "requested": requested(request),
-                    "covered": {"start": format_human(*start), "end": format_human(*end)},
-                    "progress": tally.progress,
-                    "parts": {"total": tally.parts, "complete": tally.parts_complete},
-                    "alerts_written_total": tally.alerts_written_total,
-                    "objects_written_total": tally.objects_written_total,
-                    "alerts_written": invocation.alerts_written,
-                    "objects": invocation.objects,
-                    "pages": invocation.pages,
-                    "duplicates_skipped": invocation.duplicates_skipped,
-                    "quarantined": invocation.quarantined,
-                    "partitions": invocation.partitions,
-                    "slices_split": invocation.slices_split,
-                    "slices_reread": invocation.slices_reread,
-                    "instants_split": invocation.instants_split,
-                });
-                if let Some(reason) = &invocation.stopped_because {
-                    value["stopped_because"] = json!(reason);
-                }
-                if let Some(note) = note {
-                    value["note"] = json!(note);
-                }
-                value
+                BackfillReport::Read(Box::new(ReadReport {
+                    complete: self.complete(),
+                    requested: requested(request),
+                    covered: Covered { start: format_human(*start), end: format_human(*end) },
+                    progress: tally.progress,
+                    parts: PartCount { total: tally.parts, complete: tally.parts_complete },
+                    alerts_written_total: tally.alerts_written_total,
+                    objects_written_total: tally.objects_written_total,
+                    alerts_written: invocation.alerts_written,
+                    objects: invocation.objects.clone(),
+                    pages: invocation.pages,
+                    duplicates_skipped: invocation.duplicates_skipped,
+                    quarantined: invocation.quarantined,
+                    partitions: invocation.partitions.clone(),
+                    slices_split: invocation.slices_split,
+                    slices_reread: invocation.slices_reread,
+                    instants_split: invocation.instants_split,
+                    stopped_because: invocation.stopped_because.clone(),
+                    note: note.clone(),
+                }))
             }
         }
     }
+}
+
+/// One backfill invocation's answer, in the fields and formats operators script against.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum BackfillReport {
+    Nothing(NothingReport),
+    Read(Box<ReadReport>),
+}
+
+impl BackfillReport {
+    pub fn complete(&self) -> bool {
+        match self {
+            BackfillReport::Nothing(report) => report.complete,
+            BackfillReport::Read(report) => report.complete,
+        }
+    }
+
+    pub fn alerts_written(&self) -> u64 {
+        match self {
+            BackfillReport::Nothing(report) => report.alerts_written,
+            BackfillReport::Read(report) => report.alerts_written,
+        }
+    }
+
+    pub fn objects(&self) -> &[ObjectSummary] {
+        match self {
+            BackfillReport::Nothing(report) => &report.objects,
+            BackfillReport::Read(report) => &report.objects,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Requested {
+    pub start: String,
+    /// `null` for an open window.
+    pub end: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Covered {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PartCount {
+    pub total: usize,
+    pub complete: usize,
+}
+
+/// Nothing of the window was left for a backfill to read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NothingReport {
+    pub complete: bool,
+    pub requested: Requested,
+    pub alerts_written: u64,
+    pub objects: Vec<ObjectSummary>,
+    pub progress: f64,
+    pub nothing_to_do: String,
+}
+
+/// The window was read, maybe not to its end yet: the tally over every invocation, and what
+/// this one did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReadReport {
+    pub complete: bool,
+    pub requested: Requested,
+    pub covered: Covered,
+    pub progress: f64,
+    pub parts: PartCount,
+    pub alerts_written_total: u64,
+    pub objects_written_total: u64,
+    pub alerts_written: u64,
+    pub objects: Vec<ObjectSummary>,
+    pub pages: u64,
+    pub duplicates_skipped: u64,
+    pub quarantined: u64,
+    pub partitions: Vec<String>,
+    pub slices_split: u64,
+    pub slices_reread: u64,
+    pub instants_split: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_because: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Whether a day's ledger has read this window's part of the day, up to `to`.
@@ -297,36 +374,63 @@ fn add_run(total: &mut RunSummary, run: RunSummary) {
     }
 }
 
+/// Where a backfill reads and writes.
+pub struct BackfillPorts<'a, S, L, O, C, F> {
+    pub source: &'a S,
+    /// The live sync's state, read (never written) for where its coverage begins.
+    pub live_state: &'a L,
+    /// The state store for a key (manifests and day ledgers).
+    pub state_for: F,
+    pub sink: &'a O,
+    pub clock: &'a C,
+}
+
+/// How a backfill runs: the engine's settings for each part, and how many parts at once.
+#[derive(Debug, Clone)]
+pub struct BackfillSettings {
+    pub sync: SyncSettings,
+    /// Parts read at once (each one request at a time).
+    pub concurrency: usize,
+}
+
 /// One backfill invocation: fix the window (clear of the live sync), then read its incomplete
 /// days, up to `concurrency` at a time. Each day has one ledger (its own state) shared by every
-/// backfill of the tenant, which the live sync never sees: windows that overlap read a shared day
-/// once, and a later window that reaches further into a day goes on from where the ledger
-/// stands. A manifest under the request's own key fixes the window at the first invocation and
-/// keeps the tally. The caller holds the tenant's backfill lease.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_backfill<S, T, O, C, F>(
-    config: &SyncConfig,
+/// backfill of the tenant's stream, which the live sync never sees: windows that overlap read a
+/// shared day once, and a later window that reaches further into a day goes on from where the
+/// ledger stands. A manifest under the request's own key fixes the window at the first
+/// invocation and keeps the tally. Manifests and ledgers an earlier release kept under
+/// `previous` keys are carried over on first use. The caller holds the stream's backfill lease.
+pub async fn run_backfill<S, L, T, O, C, F>(
+    settings: &BackfillSettings,
+    keys: &StateKeys,
+    previous: &[StateKeys],
     request: &BackfillRequest,
-    source: &S,
-    live_state: &T,
-    state_for: F,
-    sink: &O,
-    clock: &C,
-    run: RunRequest,
-) -> Result<BackfillOutcome, AppError>
+    ports: BackfillPorts<'_, S, L, O, C, F>,
+    mut run: RunRequest,
+) -> Result<BackfillOutcome, EngineError>
 where
     S: AlertSource,
+    L: StateStore,
     T: StateStore,
     O: ObjectSink,
     C: Clock,
     F: Fn(&str) -> T,
 {
-    // Credentials first: a run that cannot authenticate reads and changes nothing.
-    let fetch_deadline = config.engine.fetch_deadline(run.deadline);
-    source.authenticate(fetch_deadline).await.map_err(EngineError::Source)?;
+    let BackfillPorts { source, live_state, state_for, sink, clock } = ports;
+    let fetch_deadline = settings.sync.fetch_deadline(run.deadline);
+    // Credentials first (unless this invocation proved them already): a run that cannot
+    // authenticate reads and changes nothing. The parts reuse the identity.
+    if run.identity.is_none() {
+        run.identity = Some(source.authenticate(fetch_deadline).await.map_err(EngineError::Source)?);
+    }
+    let adopting = |key_of: &dyn Fn(&StateKeys) -> String| {
+        Adopting::new(
+            state_for(&key_of(keys)),
+            previous.iter().map(|keys| state_for(&key_of(keys))).collect(),
+        )
+    };
     let live_floor = live_state.load().await.map_err(EngineError::State)?.map(|(state, _)| state.floor);
-    let key = request.state_key(&config.tenant_id);
-    let manifest_store = state_for(&key);
+    let manifest_store = adopting(&|keys: &StateKeys| request.manifest_key(keys));
     let manifest = manifest_store.load().await.map_err(EngineError::State)?;
     let fixed_end = manifest.as_ref().and_then(|(state, _)| state.window_end);
     let request = request.clone();
@@ -354,12 +458,12 @@ where
         }
     };
 
-    let stores: Vec<T> =
-        parts.iter().map(|(day, _, _)| state_for(&day_key(&config.tenant_id, *day))).collect();
+    let stores: Vec<Adopting<T>> =
+        parts.iter().map(|(day, _, _)| adopting(&|keys: &StateKeys| keys.day(*day))).collect();
     // Parts before the manifest's cursor are known to be complete; the rest are checked.
     let candidates: Vec<usize> =
         (0..parts.len()).filter(|index| parts[*index].2 > manifest_state.cursor).collect();
-    let settings = &config.engine;
+    let part_settings = &settings.sync;
     let stores_ref = &stores;
     let parts_ref = &parts;
     let run_ref = &run;
@@ -380,15 +484,18 @@ where
             {
                 return Ok(None);
             }
-            let mut part_settings = settings.clone();
+            let mut part_settings = part_settings.clone();
             part_settings.backfill_start = Some(from);
             part_settings.window_end = Some(to);
             let ports = Ports { source, store, sink, clock };
-            let part_run =
-                RunRequest { run_id: format!("{}p{index}", run_ref.run_id), deadline: run_ref.deadline };
+            let part_run = RunRequest {
+                run_id: format!("{}p{index}", run_ref.run_id),
+                deadline: run_ref.deadline,
+                identity: run_ref.identity.clone(),
+            };
             run_sync(&part_settings, ports, part_run).await.map(Some)
         })
-        .buffer_unordered(config.backfill_concurrency.max(1))
+        .buffer_unordered(settings.concurrency.max(1))
         .collect()
         .await;
 
@@ -468,7 +575,7 @@ where
         "Backfill progress."
     );
     if let Some(error) = first_error {
-        return Err(error.into());
+        return Err(error);
     }
     Ok(BackfillOutcome::Read { request, start, end, note, invocation: Box::new(invocation), tally })
 }
@@ -522,7 +629,11 @@ mod tests {
     #[test]
     fn the_same_event_names_the_same_state() {
         let request = BackfillRequest { start: t("2026-11-01T00:00:00Z"), end: None };
-        assert_eq!(request.state_key("contoso"), "backfill#contoso#2026-11-01T00:00:00Z#open");
+        let keys = StateKeys::new("5db5d7e5-4c1e-4a31-9c5e-0123456789ab", crate::stream::ALERTS);
+        assert_eq!(
+            request.manifest_key(&keys),
+            "backfill#5db5d7e5-4c1e-4a31-9c5e-0123456789ab#alerts#2026-11-01T00:00:00Z#open"
+        );
     }
 
     #[test]
@@ -579,7 +690,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(day_key("contoso", start.date_naive()), "backfill#contoso#day#2026-11-01");
     }
     #[test]
     fn windows_stop_where_the_live_sync_begins() {

@@ -5,13 +5,47 @@
 //! record (revision-checked, so a run in progress is not overwritten), and says what the next
 //! run will read again or leave out.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use xdr_aws::{AwsClients, SecretsManagerCredentials};
+use xdr_config::{LocalConfig, SyncConfig, is_guid};
 use xdr_core::timeutil::format_human;
-use xdr_core::{EngineError, StateStore, SyncState};
+use xdr_core::{AlertSource, EngineError, StateStore, SyncState};
+use xdr_graph::{ClientCredentials, GraphClient, StaticCredentials, http_client};
 
-use crate::config::SyncConfig;
 use crate::error::AppError;
+
+/// The tenant's GUID, which names its state: `TENANT_ID` itself when it is one; else what Entra
+/// names when the configured credentials sign in (the Secrets Manager secret of
+/// `CREDENTIALS_SECRET_ID` when set, else `CLIENT_ID` and `CLIENT_SECRET`).
+pub async fn tenant_guid(
+    config: &SyncConfig,
+    clients: &AwsClients,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, AppError> {
+    if is_guid(&config.tenant_id) {
+        return Ok(config.tenant_id.to_ascii_lowercase());
+    }
+    let http = http_client().map_err(AppError::Http)?;
+    let identity = match lookup("CREDENTIALS_SECRET_ID").filter(|id| !id.trim().is_empty()) {
+        Some(secret_id) => {
+            let credentials =
+                SecretsManagerCredentials::new(clients.secrets.clone(), secret_id, Duration::ZERO);
+            GraphClient::new(http, config.graph_settings(), credentials).authenticate(None).await
+        }
+        None => {
+            let local = LocalConfig::from_lookup(lookup)?;
+            let credentials = StaticCredentials(ClientCredentials {
+                client_id: local.client_id,
+                client_secret: local.client_secret,
+            });
+            GraphClient::new(http, config.graph_settings(), credentials).authenticate(None).await
+        }
+    };
+    Ok(identity.map_err(EngineError::Source)?.tenant)
+}
 
 /// The state as an operator reads it.
 pub async fn show(store: &impl StateStore) -> Result<Value, AppError> {

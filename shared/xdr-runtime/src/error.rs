@@ -1,7 +1,7 @@
+use xdr_config::ConfigError;
 use xdr_core::EngineError;
 
-use crate::config::ConfigError;
-
+/// Why an invocation, a local run or a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
@@ -9,13 +9,20 @@ pub enum AppError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("the HTTP client could not be built: {0}")]
-    Http(String),
+    Http(#[source] reqwest::Error),
+    #[error("the Lambda runtime stopped: {0}")]
+    Runtime(String),
     #[error("{action}: {error}")]
-    Io { action: String, error: std::io::Error },
-    #[error("bad backfill event: {0}")]
-    BadEvent(#[from] crate::backfill::BackfillEventError),
+    Io {
+        action: String,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("the demo tenant file {path} is unreadable: {problem}; delete the demo folder to start over")]
     DemoTenant { path: String, problem: String },
+    /// Locally a held lease is an error (the command did nothing); under Lambda it is an answer.
+    #[error("{0}")]
+    LeaseHeld(String),
 }
 
 impl AppError {
@@ -23,9 +30,11 @@ impl AppError {
     pub fn kind(&self) -> &'static str {
         match self {
             AppError::Config(_) => "ConfigurationError",
-            AppError::BadEvent(_) => "InvalidEventError",
             AppError::Engine(error) => error.kind(),
-            AppError::Http(_) | AppError::Io { .. } | AppError::DemoTenant { .. } => "InternalError",
+            AppError::LeaseHeld(_) => "LeaseHeldError",
+            AppError::Http(_) | AppError::Runtime(_) | AppError::Io { .. } | AppError::DemoTenant { .. } => {
+                "InternalError"
+            }
         }
     }
 }

@@ -1,17 +1,21 @@
 //! `xdr-sync demo`: the whole job with nothing configured. A simulated tenant (kept in the demo
-//! folder, so it lives on between runs) is served over HTTP on loopback; the real Graph client
-//! and engine sync it into a folder, once as it is and once more after the tenant has moved on.
+//! folder, so it lives on between runs) is served over HTTP on loopback; the real Graph client,
+//! handler and engine sync it into a folder, once as it is and once more after the tenant has
+//! moved on. And `xdr-sync simulate`: the simulated tenant alone, for your own experiments.
+//!
+//! Local builds only: the simulated tenant brings an HTTP server (axum) that the Lambda build
+//! leaves out (the `demo` feature of `xdr-sync`).
 
 use std::path::{Path, PathBuf};
 
 use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
-use xdr_simulator::{Activity, Fault, GraphMode, SimOptions, SimTenant, Simulator};
-
-use crate::config::SyncConfig;
-use crate::error::AppError;
-use crate::local::sync_into_folder;
-use crate::report::{describe_folder, describe_run};
+use xdr_config::SyncConfig;
+use xdr_runtime::AppError;
+use xdr_runtime::local::{Folders, sync_into_folder};
+use xdr_runtime::report::{describe_folder, describe_run};
+pub use xdr_simulator::GraphMode;
+use xdr_simulator::{Activity, Fault, SimOptions, SimTenant, Simulator};
 
 pub struct DemoOptions {
     pub dir: PathBuf,
@@ -117,10 +121,11 @@ pub async fn run_demo(options: &DemoOptions) -> Result<String, AppError> {
     )?;
     let client_id = simulator.client_id();
     let secret = SecretString::from(simulator.client_secret());
+    let folders = Folders { output_dir: &output_dir, state_file: &state_file };
 
     let result = async {
         let title = if first_time { "Sync 1 (initial, from the start of the tenant's history)" } else { "Sync 1 (incremental)" };
-        let (summary, stats) = sync_into_folder(&config, &client_id, &secret, &output_dir, &state_file, None).await?;
+        let (summary, stats) = sync_into_folder(&config, &client_id, &secret, &folders, None).await?;
         out.push_str(&describe_run(title, &summary, &stats));
 
         let wanted = Activity { new_alerts: 6, updates: 9, late: 1, bulk: 4 };
@@ -129,7 +134,7 @@ pub async fn run_demo(options: &DemoOptions) -> Result<String, AppError> {
             "\nMeanwhile the tenant raised {} alerts ({} of them visible 9 minutes late) and updated {} ({} at one shared instant).\n",
             activity.new_alerts, activity.late, activity.updates, activity.bulk
         ));
-        let (summary, stats) = sync_into_folder(&config, &client_id, &secret, &output_dir, &state_file, None).await?;
+        let (summary, stats) = sync_into_folder(&config, &client_id, &secret, &folders, None).await?;
         out.push_str(&describe_run("Sync 2 (incremental)", &summary, &stats));
         Ok::<(), AppError>(())
     }
@@ -147,4 +152,33 @@ pub async fn run_demo(options: &DemoOptions) -> Result<String, AppError> {
         tenant_file.display()
     ));
     Ok(out)
+}
+
+/// `xdr-sync simulate`: serves a simulated tenant (Entra token endpoint + Graph alerts_v2) on
+/// loopback until interrupted, and says how to sync it.
+pub async fn simulate(port: u16, alerts: u64, graph_mode: GraphMode) -> Result<(), AppError> {
+    let seed = Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
+    let tenant = SimTenant::with_history(seed, Utc::now(), TimeDelta::days(3), alerts);
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let simulator = Simulator::start_on(tenant, SimOptions::mode(graph_mode), address)
+        .await
+        .map_err(io(format!("listening on {address}")))?;
+    let base = simulator.base_url();
+    println!(
+        "Simulated tenant listening on {base} (Graph mode: {graph_mode}). To sync it from another shell:\n"
+    );
+    println!(
+        "  TENANT_ID={} CLIENT_ID={} CLIENT_SECRET='{}' \\",
+        simulator.tenant_id(),
+        simulator.client_id(),
+        simulator.client_secret()
+    );
+    println!(
+        "  LOGIN_BASE_URL={base} GRAPH_BASE_URL={base} BACKFILL_START={} \\",
+        (Utc::now() - TimeDelta::days(3)).format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    println!("  xdr-sync\n\nPress Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await.map_err(io("waiting for Ctrl-C"))?;
+    simulator.stop().await;
+    Ok(())
 }

@@ -1,13 +1,26 @@
 //! Run metrics as CloudWatch Embedded Metric Format (EMF): one JSON line on stdout per run,
-//! which CloudWatch Logs turns into metrics. Names and the `Function` dimension match the
-//! dashboard and alarms in `infra/template.yaml`.
+//! which CloudWatch Logs turns into metrics. Each metric is published twice: by `Function`
+//! (what the alarms and the dashboard's totals watch) and by `Function`, `Stream` and `Tenant`
+//! (one line per tenant and stream on the dashboard). Names match `infra/template.yaml`.
 
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-pub const DEFAULT_NAMESPACE: &str = "XdrLake";
+use crate::error::AppError;
+use crate::response::Measured;
+
+/// Which run the metrics are about: the dimensions.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsScope<'a> {
+    /// `xdr-sync` or `xdr-backfill`.
+    pub function: &'a str,
+    /// `alerts`.
+    pub stream: &'a str,
+    /// `TENANT_ID` as configured.
+    pub tenant: &'a str,
+}
 
 /// One run's numbers.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,8 +51,45 @@ pub struct RunMetrics {
     pub state_refused: u64,
 }
 
-/// The EMF document for one run of `function` (`xdr-sync` or `xdr-backfill`).
-pub fn emf_line(namespace: &str, function: &str, metrics: &RunMetrics, now: DateTime<Utc>) -> String {
+impl RunMetrics {
+    /// One invocation's metrics, from what it answered (or the error it failed with).
+    pub fn of<R: Measured>(result: &Result<R, AppError>, duration_ms: u64, now: DateTime<Utc>) -> Self {
+        let mut metrics = RunMetrics { duration_ms, ..RunMetrics::default() };
+        match result {
+            Ok(response) => {
+                let requests = response.requests();
+                metrics.graph_requests = requests.graph_requests;
+                metrics.throttled_requests = requests.throttled_responses;
+                metrics.alerts_written = response.alerts_written();
+                metrics.objects_written = response.objects_written();
+                metrics.complete = u64::from(response.complete());
+                if let Some(counters) = response.summary() {
+                    metrics.slices_split = counters.slices_split;
+                    metrics.slices_reread = counters.slices_reread;
+                    metrics.instants_split = counters.instants_split;
+                    metrics.lag_seconds = counters
+                        .covered_until
+                        .map(|covered| (now - covered).num_milliseconds() as f64 / 1000.0);
+                }
+            }
+            Err(error) => {
+                metrics.errors = 1;
+                metrics.instants_held = u64::from(error.kind() == "InstantUnreadableError");
+                metrics.state_too_large = u64::from(error.kind() == "StateTooLargeError");
+                metrics.state_refused = u64::from(error.kind() == "TenantStateError");
+            }
+        }
+        metrics
+    }
+}
+
+/// The EMF document for one run.
+pub fn emf_line(
+    namespace: &str,
+    scope: MetricsScope<'_>,
+    metrics: &RunMetrics,
+    now: DateTime<Utc>,
+) -> String {
     let mut definitions = vec![
         json!({"Name": "AlertsWritten", "Unit": "Count"}),
         json!({"Name": "ObjectsWritten", "Unit": "Count"}),
@@ -56,7 +106,9 @@ pub fn emf_line(namespace: &str, function: &str, metrics: &RunMetrics, now: Date
         json!({"Name": "StateRefused", "Unit": "Count"}),
     ];
     let mut document = Map::new();
-    document.insert("Function".into(), json!(function));
+    document.insert("Function".into(), json!(scope.function));
+    document.insert("Stream".into(), json!(scope.stream));
+    document.insert("Tenant".into(), json!(scope.tenant));
     document.insert("AlertsWritten".into(), json!(metrics.alerts_written));
     document.insert("ObjectsWritten".into(), json!(metrics.objects_written));
     document.insert("GraphRequests".into(), json!(metrics.graph_requests));
@@ -78,15 +130,19 @@ pub fn emf_line(namespace: &str, function: &str, metrics: &RunMetrics, now: Date
         "_aws".into(),
         json!({
             "Timestamp": now.timestamp_millis(),
-            "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [["Function"]], "Metrics": definitions}],
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["Function"], ["Function", "Stream", "Tenant"]],
+                "Metrics": definitions,
+            }],
         }),
     );
     Value::Object(document).to_string()
 }
 
 /// Prints the EMF line on stdout (logs go to stderr, so the line stands alone).
-pub fn emit(namespace: &str, function: &str, metrics: &RunMetrics) {
-    let line = emf_line(namespace, function, metrics, Utc::now());
+pub fn emit(namespace: &str, scope: MetricsScope<'_>, metrics: &RunMetrics) {
+    let line = emf_line(namespace, scope, metrics, Utc::now());
     let mut stdout = std::io::stdout().lock();
     // A lost metric line must not fail the run.
     let _ = writeln!(stdout, "{line}");
@@ -116,12 +172,16 @@ mod tests {
             state_refused: 0,
         };
         let now = DateTime::parse_from_rfc3339("2026-11-28T06:00:00Z").unwrap().with_timezone(&Utc);
-        let line = emf_line("XdrLake/prod", "xdr-sync", &metrics, now);
+        let scope =
+            MetricsScope { function: "xdr-sync", stream: "alerts", tenant: "contoso.onmicrosoft.com" };
+        let line = emf_line("XdrLake/prod", scope, &metrics, now);
         assert!(!line.contains('\n'));
         let value: Value = serde_json::from_str(&line).unwrap();
         let directive = &value["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], "XdrLake/prod");
-        assert_eq!(directive["Dimensions"], json!([["Function"]]));
+        assert_eq!(directive["Dimensions"], json!([["Function"], ["Function", "Stream", "Tenant"]]));
+        assert_eq!(value["Stream"], "alerts");
+        assert_eq!(value["Tenant"], "contoso.onmicrosoft.com");
         assert_eq!(value["_aws"]["Timestamp"], json!(now.timestamp_millis()));
         assert_eq!(value["Function"], "xdr-sync");
         for definition in directive["Metrics"].as_array().unwrap() {
@@ -130,7 +190,8 @@ mod tests {
         }
         assert_eq!(value["LagSeconds"], json!(61.0));
         assert_eq!(value["AlertsWritten"], json!(12));
-        let without_lag = emf_line("N", "xdr-backfill", &RunMetrics::default(), now);
+        let without_lag =
+            emf_line("N", MetricsScope { function: "xdr-backfill", ..scope }, &RunMetrics::default(), now);
         assert!(!without_lag.contains("LagSeconds"));
     }
 }
