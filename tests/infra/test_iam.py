@@ -162,8 +162,13 @@ def items(function, action, keys):
     return {key: granted(stmts, action, NAMES["table_arn"], context={"dynamodb:LeadingKeys": [key]}) for key in keys}
 
 
-LIVE = [f"sync#{TENANT}", f"seen#sync#{TENANT}#7-0a1b2c3d-0", f"lease#sync#{TENANT}"]
-BACKFILL = [f"backfill#{TENANT}#day#2026-11-01", f"seen#backfill#{TENANT}#day#2026-11-01#3-0a-0", f"lease#backfill#{TENANT}"]
+# Today's key scheme (shared/xdr-core/src/keys.rs: tenant GUID and stream), then the first
+# release's (TENANT_ID as typed, no stream), which a run reads and leases while carrying it over.
+LIVE = [f"sync#{TENANT}#alerts", f"seen#sync#{TENANT}#alerts#7-0a1b2c3d-0", f"lease#sync#{TENANT}#alerts",
+        "sync#contoso.onmicrosoft.com", "seen#sync#contoso.onmicrosoft.com#7-0a-0", "lease#sync#contoso.onmicrosoft.com"]
+BACKFILL = [f"backfill#{TENANT}#alerts#day#2026-11-01", f"backfill#{TENANT}#alerts#2026-11-01T00:00:00Z#open",
+            f"seen#backfill#{TENANT}#alerts#day#2026-11-01#3-0a-0", f"lease#backfill#{TENANT}#alerts",
+            "backfill#contoso.onmicrosoft.com#day#2026-11-01", "lease#backfill#contoso.onmicrosoft.com"]
 
 
 @pytest.mark.parametrize("action", ["dynamodb:PutItem", "dynamodb:DeleteItem"])
@@ -177,7 +182,8 @@ def test_each_function_writes_only_its_own_state_items(action):
 
 def test_the_backfill_reads_the_live_state_but_not_its_lease():
     read = items("BackfillFunction", "dynamodb:GetItem", LIVE + BACKFILL)
-    assert read == {**dict.fromkeys(LIVE + BACKFILL, True), f"lease#sync#{TENANT}": False}
+    leases = {key: False for key in LIVE if key.startswith("lease#")}
+    assert read == {**dict.fromkeys(LIVE + BACKFILL, True), **leases}
     assert items("SyncFunction", "dynamodb:GetItem", BACKFILL) == dict.fromkeys(BACKFILL, False)
 
 

@@ -370,13 +370,15 @@ async fn failed_puts_landed_or_not_lose_and_duplicate_nothing() {
     assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
 }
 
-/// The state item deleted, or TENANT_ID changed from the tenant's domain to its GUID (same
-/// tenant, new state key): each would start over silently. The tenant's marker beside the
-/// output makes the run refuse with `TenantStateError`, writing nothing, until `xdr-sync state
-/// reset` starts over on purpose.
+/// TENANT_ID changed from the tenant's domain to its GUID is the same tenant: the state is keyed
+/// by the GUID Entra names, so the sync goes on. The state item deleted would start over
+/// silently: the tenant's marker beside the output makes the run refuse with
+/// `TenantStateError`, writing nothing, until `xdr-sync state reset` starts over on purpose.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_lost_or_re_keyed_state_is_refused_and_nothing_is_written() {
-    if xdr_tests::moto::unavailable("a_lost_or_re_keyed_state_is_refused_and_nothing_is_written") {
+async fn a_renamed_tenant_goes_on_and_a_lost_state_is_refused_with_nothing_written() {
+    if xdr_tests::moto::unavailable(
+        "a_renamed_tenant_goes_on_and_a_lost_state_is_refused_with_nothing_written",
+    ) {
         return;
     }
     let tenant = settled_tenant(47, 200);
@@ -390,30 +392,28 @@ async fn a_lost_or_re_keyed_state_is_refused_and_nothing_is_written() {
     let marker = format!("defender-xdr/control/tenants/{guid}/sync.json");
     assert_eq!(deployment.aws.keys("defender-xdr/control/").await, vec![marker.clone()]);
     let keys = deployment.aws.keys(PREFIX).await;
+    let pk = format!("sync#{guid}#alerts");
+    assert!(deployment.aws.items().await.contains_key(&pk), "keyed by the GUID Entra names");
 
-    // Same tenant, named by its GUID now: a new state key.
+    // Same tenant, named by its GUID now: the same state, nothing read again.
     deployment.stop_all();
     deployment.set("TENANT_ID", &guid);
     deployment.start();
-    let re_keyed = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
-    let Outcome::Error { error_type, message, .. } = &re_keyed else { panic!("refused: {re_keyed:?}") };
-    assert_eq!(error_type, "TenantStateError");
-    assert!(message.contains(&format!("sync#{domain}")), "names the state in use: {message}");
-    assert_eq!(deployment.aws.keys(PREFIX).await, keys, "nothing written");
-    let items = deployment.aws.items().await;
-    assert!(!items.contains_key(&format!("sync#{guid}")), "no state created: {items:?}");
+    let renamed = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    assert_eq!(renamed.response()["complete"], json!(true), "{renamed:?}");
+    assert_eq!(renamed.response()["alerts_written"], json!(0), "{renamed:?}");
+    assert_eq!(deployment.aws.keys(PREFIX).await, keys, "nothing written again");
 
     // Back to the domain, then the state item lost.
     deployment.stop_all();
     deployment.set("TENANT_ID", &domain);
     deployment.start();
-    let pk = format!("sync#{domain}");
     deployment
         .aws
         .dynamodb
         .delete_item()
         .table_name(&deployment.aws.table)
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()))
         .send()
         .await
         .unwrap();
@@ -437,7 +437,10 @@ async fn a_lost_or_re_keyed_state_is_refused_and_nothing_is_written() {
     };
     let shown = cli(&["state", "show"]);
     let stdout = String::from_utf8_lossy(&shown.stdout);
-    assert!(stdout.contains("\"exists\": false") && stdout.contains(&format!("sync#{domain}")), "{stdout}");
+    assert!(
+        stdout.contains("\"exists\": false") && stdout.contains(&pk),
+        "found by the GUID Entra names: {stdout}"
+    );
     let reset = cli(&["state", "reset", "--yes"]);
     let stdout = String::from_utf8_lossy(&reset.stdout);
     assert!(

@@ -10,3 +10,4 @@ mod lambda_backfill;
 mod lambda_sync;
 mod state_bounds;
 mod sync;
+mod upgrade;

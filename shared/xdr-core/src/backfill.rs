@@ -11,6 +11,7 @@ use tracing::info;
 
 use crate::adopt::Adopting;
 use crate::engine::{Ports, RunRequest, run_sync};
+pub use crate::error::BackfillEventError;
 use crate::error::EngineError;
 use crate::keys::StateKeys;
 use crate::ports::{AlertSource, Clock, ObjectSink, StateStore};
@@ -25,30 +26,6 @@ pub struct BackfillRequest {
     pub start: DateTime<Utc>,
     /// `None`: up to where the live sync's coverage begins (or now if it never ran).
     pub end: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BackfillEventError {
-    #[error(
-        "the event is not a JSON object; send {{\"start\": \"2026-11-01T00:00:00Z\", \"end\": \"2026-11-08T00:00:00Z\"}} (end optional)"
-    )]
-    NotAnObject,
-    #[error("the event has no `start`; send {{\"start\": \"2026-11-01T00:00:00Z\"}} and optionally `end`")]
-    MissingStart,
-    #[error("`{field}` is `{value}`, which is not an RFC 3339 time like 2026-11-01T00:00:00Z")]
-    NotRfc3339 { field: &'static str, value: String },
-    #[error("`start` ({start}) is not before `end` ({end})")]
-    StartNotBeforeEnd { start: String, end: String },
-    #[error("`start` ({start}) is in the future")]
-    StartInFuture { start: String },
-    #[error("the event has an unknown key `{key}`; a backfill event has only `start` and optionally `end`")]
-    UnknownKey { key: String },
-    #[error(
-        "`start` ({start}) is before {floor}: Defender XDR keeps alerts for {retention_days} days, so Graph has nothing older to read"
-    )]
-    StartBeforeRetention { start: String, floor: String, retention_days: i64 },
-    #[error("the window spans {days} UTC days; a backfill reads at most {max} (Defender XDR's retention)")]
-    TooManyParts { days: usize, max: usize },
 }
 
 impl BackfillRequest {

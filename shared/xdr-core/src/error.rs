@@ -30,7 +30,7 @@ pub enum EngineError {
     InstantUnreadable { at: String, listed: String, reached: u64, max_skip: u32 },
     /// A backfill event that does not make sense; refused before anything is read or written.
     #[error("bad backfill event: {0}")]
-    BadBackfill(#[from] crate::backfill::BackfillEventError),
+    BadBackfill(#[from] BackfillEventError),
 }
 
 impl EngineError {
@@ -56,4 +56,29 @@ impl EngineError {
             EngineError::BadBackfill(_) => "InvalidEventError",
         }
     }
+}
+
+/// A backfill event that does not make sense (see `crate::backfill`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackfillEventError {
+    #[error(
+        "the event is not a JSON object; send {{\"start\": \"2026-11-01T00:00:00Z\", \"end\": \"2026-11-08T00:00:00Z\"}} (end optional)"
+    )]
+    NotAnObject,
+    #[error("the event has no `start`; send {{\"start\": \"2026-11-01T00:00:00Z\"}} and optionally `end`")]
+    MissingStart,
+    #[error("`{field}` is `{value}`, which is not an RFC 3339 time like 2026-11-01T00:00:00Z")]
+    NotRfc3339 { field: &'static str, value: String },
+    #[error("`start` ({start}) is not before `end` ({end})")]
+    StartNotBeforeEnd { start: String, end: String },
+    #[error("`start` ({start}) is in the future")]
+    StartInFuture { start: String },
+    #[error("the event has an unknown key `{key}`; a backfill event has only `start` and optionally `end`")]
+    UnknownKey { key: String },
+    #[error(
+        "`start` ({start}) is before {floor}: Defender XDR keeps alerts for {retention_days} days, so Graph has nothing older to read"
+    )]
+    StartBeforeRetention { start: String, floor: String, retention_days: i64 },
+    #[error("the window spans {days} UTC days; a backfill reads at most {max} (Defender XDR's retention)")]
+    TooManyParts { days: usize, max: usize },
 }
