@@ -43,14 +43,15 @@ impl DynamoStateStore {
         &self,
         action: &str,
         key: &str,
-        error: &(impl aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static),
+        error: impl aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         permission: &str,
     ) -> StoreError {
-        StoreError::Unavailable(format!(
+        let message = format!(
             "{action} on table {} ({key}): {}",
             self.table,
-            failure(error, "STATE_TABLE", permission)
-        ))
+            failure(&error, "STATE_TABLE", permission)
+        );
+        StoreError::unavailable_because(message, error)
     }
 
     async fn read_chunk(&self, id: String) -> Result<(String, Vec<u8>), StoreError> {
@@ -78,7 +79,7 @@ impl DynamoStateStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|error| self.unavailable("PutItem", id, &error, "dynamodb:PutItem"))
+            .map_err(|error| self.unavailable("PutItem", id, error, "dynamodb:PutItem"))
     }
 
     /// Best effort: a chunk left behind costs a little storage and is never read.
@@ -113,7 +114,7 @@ pub(crate) async fn read_item(
         .await
         .map_err(|error| {
             let problem = failure(&error, "STATE_TABLE", "dynamodb:GetItem");
-            StoreError::Unavailable(format!("GetItem on table {table} ({pk}): {problem}"))
+            StoreError::unavailable_because(format!("GetItem on table {table} ({pk}): {problem}"), error)
         })?;
     Ok(output.item)
 }
@@ -197,7 +198,7 @@ impl StateStore for DynamoStateStore {
             {
                 Err(StoreError::Conflict)
             }
-            Err(error) => Err(self.unavailable("PutItem", &self.pk, &error, "dynamodb:PutItem")),
+            Err(error) => Err(self.unavailable("PutItem", &self.pk, error, "dynamodb:PutItem")),
         };
         match outcome {
             Ok(revision) => {

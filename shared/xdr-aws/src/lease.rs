@@ -67,11 +67,14 @@ impl Lease for DynamoLease {
                     .unwrap_or(now);
                 Ok(LeaseOutcome::Held { holder, until })
             }
-            Err(error) => Err(StoreError::Unavailable(format!(
-                "taking the run lease in {}: {}",
-                self.table,
-                failure(&error, "STATE_TABLE", "dynamodb:PutItem and dynamodb:GetItem")
-            ))),
+            Err(error) => Err(StoreError::unavailable_because(
+                format!(
+                    "taking the run lease in {}: {}",
+                    self.table,
+                    failure(&error, "STATE_TABLE", "dynamodb:PutItem and dynamodb:GetItem")
+                ),
+                error,
+            )),
         }
     }
 
@@ -93,11 +96,14 @@ impl Lease for DynamoLease {
             {
                 Ok(())
             }
-            Err(error) => Err(StoreError::Unavailable(format!(
-                "releasing the run lease in {}: {}",
-                self.table,
-                failure(&error, "STATE_TABLE", "dynamodb:DeleteItem")
-            ))),
+            Err(error) => Err(StoreError::unavailable_because(
+                format!(
+                    "releasing the run lease in {}: {}",
+                    self.table,
+                    failure(&error, "STATE_TABLE", "dynamodb:DeleteItem")
+                ),
+                error,
+            )),
         }
     }
 }

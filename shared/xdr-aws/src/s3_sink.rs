@@ -28,6 +28,7 @@ impl ObjectSink for S3Sink {
             Ok(object) => {
                 let bytes = object.body.collect().await.map_err(|error| {
                     SinkError::new(format!("reading s3://{}/{key}: {}", self.bucket, crate::describe(&error)))
+                        .caused_by(error)
                 })?;
                 Ok(Some(bytes.into_bytes().to_vec()))
             }
@@ -37,11 +38,13 @@ impl ObjectSink for S3Sink {
                     "GetObject s3://{}/{key} was answered 403 Forbidden: {}",
                     self.bucket,
                     crate::describe(&error)
-                )))
+                ))
+                .caused_by(error))
             }
             Err(error) => {
                 let problem = failure(&error, "OUTPUT_BUCKET", "s3:GetObject");
-                Err(SinkError::new(format!("GetObject s3://{}/{key}: {problem}", self.bucket)))
+                Err(SinkError::new(format!("GetObject s3://{}/{key}: {problem}", self.bucket))
+                    .caused_by(error))
             }
         }
     }
@@ -58,7 +61,7 @@ impl ObjectSink for S3Sink {
             .map(|_| ())
             .map_err(|error| {
                 let problem = failure(&error, "OUTPUT_BUCKET", "s3:PutObject");
-                SinkError::new(format!("PutObject s3://{}/{key}: {problem}", self.bucket))
+                SinkError::new(format!("PutObject s3://{}/{key}: {problem}", self.bucket)).caused_by(error)
             })
     }
 
@@ -72,11 +75,13 @@ impl ObjectSink for S3Sink {
                     "HeadObject s3://{}/{key} was answered 403 Forbidden: {}",
                     self.bucket,
                     crate::describe(&error)
-                )))
+                ))
+                .caused_by(error))
             }
             Err(error) => {
                 let problem = failure(&error, "OUTPUT_BUCKET", "s3:GetObject (for HeadObject)");
-                Err(SinkError::new(format!("HeadObject s3://{}/{key}: {problem}", self.bucket)))
+                Err(SinkError::new(format!("HeadObject s3://{}/{key}: {problem}", self.bucket))
+                    .caused_by(error))
             }
         }
     }

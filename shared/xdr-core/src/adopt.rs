@@ -98,7 +98,7 @@ impl<T: StateStore> StateStore for FirstFound<T> {
         _state: &mut SyncState,
         _expected: Option<&Revision>,
     ) -> Result<Revision, StoreError> {
-        Err(StoreError::Unavailable(format!("{} is read-only here", self.location())))
+        Err(StoreError::unavailable(format!("{} is read-only here", self.location())))
     }
 }
 

@@ -5,7 +5,7 @@ use crate::ports::{SinkError, SourceError, SourceErrorKind, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{0}")]
-    Source(SourceError),
+    Source(#[source] SourceError),
     #[error("Graph returned a malformed page (request-id {request_id}): {problem}")]
     MalformedPage { request_id: String, problem: PageError },
     #[error(transparent)]
@@ -13,11 +13,20 @@ pub enum EngineError {
     #[error(
         "storing object `{key}` failed: {error}; the next run checks whether it landed and writes nothing twice"
     )]
-    Output { key: String, error: SinkError },
+    Output {
+        key: String,
+        #[source]
+        error: SinkError,
+    },
     #[error(
         "checking whether `{key}` exists ({purpose}) was refused (403). Without s3:ListBucket on the bucket, S3 answers 403 instead of 404 for an object that does not exist, so the run cannot tell. Grant the function's role s3:ListBucket on the bucket (limited with an s3:prefix condition to the output, quarantine and control prefixes, as the template does); nothing was changed, and the next run goes on once it can tell. ({error})"
     )]
-    ExistenceCheckForbidden { key: String, purpose: &'static str, error: SinkError },
+    ExistenceCheckForbidden {
+        key: String,
+        purpose: &'static str,
+        #[source]
+        error: SinkError,
+    },
     /// The state is missing or is not the one this tenant is synced with: starting over would
     /// write everything again (or leave a gap), so only an operator's reset may do it.
     #[error("{message}")]

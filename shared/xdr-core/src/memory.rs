@@ -100,7 +100,7 @@ impl StateStore for MemoryStore {
 
     async fn save(&self, state: &mut SyncState, expected: Option<&Revision>) -> Result<Revision, StoreError> {
         if lock(&self.fail_from_save).is_some_and(|from| self.saves() >= from) {
-            return Err(StoreError::Unavailable("injected failure".into()));
+            return Err(StoreError::unavailable("injected failure"));
         }
         let save = state.plan_chunked_save(self.limits, || {
             format!("chunk-{}", self.next_chunk.fetch_add(1, Ordering::SeqCst))

@@ -39,16 +39,42 @@ pub enum SourceErrorKind {
     QueryRejected,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
+/// The error an adapter met underneath (an SDK, HTTP or I/O error), kept so a caller can walk
+/// `source()` to it; the message above it already says what it means for the run.
+pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone)]
 pub struct SourceError {
     pub kind: SourceErrorKind,
     pub message: String,
+    pub cause: Option<Cause>,
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        cause_of(&self.cause)
+    }
+}
+
+/// The cause itself (not the `Arc` around it), so a caller can downcast it.
+fn cause_of(cause: &Option<Cause>) -> Option<&(dyn std::error::Error + 'static)> {
+    cause.as_deref().map(|cause| cause as &(dyn std::error::Error + 'static))
 }
 
 impl SourceError {
     pub fn new(kind: SourceErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self { kind, message: message.into(), cause: None }
+    }
+
+    /// The same error, with what the adapter met underneath as its `source()`.
+    pub fn caused_by(self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self { cause: Some(std::sync::Arc::new(cause)), ..self }
     }
 }
 
@@ -102,19 +128,59 @@ pub trait AlertSource: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revision(pub u64);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum StoreError {
-    #[error("another run changed the sync state since this run read it")]
     Conflict,
-    #[error("the sync state could not be read or written: {0}")]
-    Unavailable(String),
-    #[error("the stored sync state is corrupt: {0}")]
+    Unavailable {
+        message: String,
+        cause: Option<Cause>,
+    },
     Corrupt(String),
     /// Checked before the write, so a limit is this error, never the store's refusal.
-    #[error(
-        "the sync state item {item} would be {bytes} bytes, over the store's limit of {limit}; nothing was written"
-    )]
-    TooLarge { item: String, bytes: usize, limit: usize },
+    TooLarge {
+        item: String,
+        bytes: usize,
+        limit: usize,
+    },
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Conflict => f.write_str("another run changed the sync state since this run read it"),
+            StoreError::Unavailable { message, .. } => {
+                write!(f, "the sync state could not be read or written: {message}")
+            }
+            StoreError::Corrupt(problem) => write!(f, "the stored sync state is corrupt: {problem}"),
+            StoreError::TooLarge { item, bytes, limit } => write!(
+                f,
+                "the sync state item {item} would be {bytes} bytes, over the store's limit of {limit}; nothing was written"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Unavailable { cause, .. } => cause_of(cause),
+            _ => None,
+        }
+    }
+}
+
+impl StoreError {
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable { message: message.into(), cause: None }
+    }
+
+    /// Unavailable, with what the adapter met underneath as its `source()`.
+    pub fn unavailable_because(
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Unavailable { message: message.into(), cause: Some(std::sync::Arc::new(cause)) }
+    }
 }
 
 /// Where the sync state lives. Every save is conditional on the revision last seen.
@@ -133,22 +199,39 @@ pub trait StateStore: Send + Sync {
     ) -> impl Future<Output = Result<Revision, StoreError>> + Send;
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
+#[derive(Debug, Clone)]
 pub struct SinkError {
     pub message: String,
     /// The store refused the caller (S3's 403). For an existence check this is how S3 answers a
     /// missing object to a caller without `s3:ListBucket`, so the engine says exactly that.
     pub forbidden: bool,
+    pub cause: Option<Cause>,
+}
+
+impl std::fmt::Display for SinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SinkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        cause_of(&self.cause)
+    }
 }
 
 impl SinkError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), forbidden: false }
+        Self { message: message.into(), forbidden: false, cause: None }
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self { message: message.into(), forbidden: true }
+        Self { message: message.into(), forbidden: true, cause: None }
+    }
+
+    /// The same error, with what the adapter met underneath as its `source()`.
+    pub fn caused_by(self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self { cause: Some(std::sync::Arc::new(cause)), ..self }
     }
 }
 

@@ -88,6 +88,6 @@ impl GraphError {
 
 impl From<GraphError> for SourceError {
     fn from(error: GraphError) -> Self {
-        SourceError::new(error.source_kind(), error.to_string())
+        SourceError::new(error.source_kind(), error.to_string()).caused_by(error)
     }
 }

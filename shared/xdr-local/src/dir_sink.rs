@@ -40,14 +40,15 @@ impl ObjectSink for DirSink {
             tokio::fs::rename(&temporary, &path).await
         }
         .await;
-        result.map_err(|error| SinkError::new(format!("writing {}: {error}", path.display())))
+        result
+            .map_err(|error| SinkError::new(format!("writing {}: {error}", path.display())).caused_by(error))
     }
 
     async fn exists(&self, key: &str) -> Result<bool, SinkError> {
         let path = self.path_of(key)?;
         tokio::fs::try_exists(&path)
             .await
-            .map_err(|error| SinkError::new(format!("checking {}: {error}", path.display())))
+            .map_err(|error| SinkError::new(format!("checking {}: {error}", path.display())).caused_by(error))
     }
 
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
@@ -55,7 +56,9 @@ impl ObjectSink for DirSink {
         match tokio::fs::read(&path).await {
             Ok(bytes) => Ok(Some(bytes)),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(SinkError::new(format!("reading {}: {error}", path.display()))),
+            Err(error) => {
+                Err(SinkError::new(format!("reading {}: {error}", path.display())).caused_by(error))
+            }
         }
     }
 }
@@ -63,6 +66,16 @@ impl ObjectSink for DirSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_write_keeps_the_io_error_as_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"a file where a folder should be").unwrap();
+        let error = DirSink::new(dir.path()).put("a/dt=2026-01-01/x.gz", b"x".to_vec()).await.unwrap_err();
+        let source = std::error::Error::source(&error).expect("a source");
+        assert!(source.downcast_ref::<std::io::Error>().is_some(), "{source:?}");
+        assert!(error.to_string().starts_with("writing "), "{error}");
+    }
 
     #[tokio::test]
     async fn writes_objects_atomically_under_the_root() {

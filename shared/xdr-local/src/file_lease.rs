@@ -33,8 +33,12 @@ impl FileLease {
         self.dir.join(format!("lease_{}.json", file_name_for_key(key)))
     }
 
-    fn unavailable(path: &Path, action: &str, error: impl std::fmt::Display) -> StoreError {
-        StoreError::Unavailable(format!("{action} the lease {}: {error}", path.display()))
+    fn unavailable(
+        path: &Path,
+        action: &str,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::unavailable_because(format!("{action} the lease {}: {error}", path.display()), error)
     }
 
     fn locked(&self, path: &Path) -> Result<File, StoreError> {
@@ -99,14 +103,14 @@ impl Lease for FileLease {
         let (lease, key, holder) = (self.clone(), key.to_owned(), holder.to_owned());
         tokio::task::spawn_blocking(move || lease.acquire_blocking(&key, &holder, until, now))
             .await
-            .map_err(|error| StoreError::Unavailable(format!("taking a local lease: {error}")))?
+            .map_err(|error| StoreError::unavailable(format!("taking a local lease: {error}")))?
     }
 
     async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
         let (lease, key, holder) = (self.clone(), key.to_owned(), holder.to_owned());
         tokio::task::spawn_blocking(move || lease.release_blocking(&key, &holder))
             .await
-            .map_err(|error| StoreError::Unavailable(format!("releasing a local lease: {error}")))?
+            .map_err(|error| StoreError::unavailable(format!("releasing a local lease: {error}")))?
     }
 }
 

@@ -34,8 +34,8 @@ impl FileStateStore {
         &self.path
     }
 
-    fn unavailable(&self, action: &str, error: impl std::fmt::Display) -> StoreError {
-        StoreError::Unavailable(format!("{action} {}: {error}", self.path.display()))
+    fn unavailable(&self, action: &str, error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::unavailable_because(format!("{action} {}: {error}", self.path.display()), error)
     }
 
     /// The stored document, its state not yet decoded.
@@ -103,7 +103,7 @@ impl StateStore for FileStateStore {
         let store = self.clone();
         let loaded = tokio::task::spawn_blocking(move || store.read())
             .await
-            .map_err(|error| StoreError::Unavailable(error.to_string()))??;
+            .map_err(|error| StoreError::unavailable(error.to_string()))??;
         Ok(loaded.map(|(state, revision)| (state, Revision(revision))))
     }
 
@@ -114,7 +114,7 @@ impl StateStore for FileStateStore {
         let expected = expected.map(|revision| revision.0);
         tokio::task::spawn_blocking(move || store.save_blocking(state_json, expected))
             .await
-            .map_err(|error| StoreError::Unavailable(error.to_string()))?
+            .map_err(|error| StoreError::unavailable(error.to_string()))?
     }
 }
 

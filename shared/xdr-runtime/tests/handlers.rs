@@ -16,7 +16,7 @@ use xdr_core::backfill::{BackfillPorts, BackfillRequest, BackfillSettings, run_b
 use xdr_core::memory::{MemoryLease, MemorySink, MemoryStates};
 use xdr_core::{
     AlertSource, FetchedPage, Identity, Lease, PageRequest, Ports, RunRequest, SourceCounts, SourceError,
-    SourceErrorKind, StateStore, SystemClock, run_sync,
+    SourceErrorKind, SystemClock, run_sync,
 };
 use xdr_runtime::handler::{HandlerPorts, Invocation, handle_backfill, handle_sync};
 use xdr_runtime::response::{BackfillOutcome, SyncOutcome};

@@ -853,11 +853,11 @@ where
                 self.summary.pages += 1;
                 Ok(Fetched::Page(page))
             }
-            Err(SourceError { kind: SourceErrorKind::OutOfTime, message }) => {
+            Err(SourceError { kind: SourceErrorKind::OutOfTime, message, .. }) => {
                 self.summary.stopped_because = Some(format!("deadline: {message}"));
                 Ok(Fetched::Stop)
             }
-            Err(SourceError { kind: SourceErrorKind::Throttled, message }) => {
+            Err(SourceError { kind: SourceErrorKind::Throttled, message, .. }) => {
                 self.summary.stopped_because = Some(format!("throttled: {message}"));
                 Ok(Fetched::Stop)
             }
