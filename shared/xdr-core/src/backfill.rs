@@ -534,7 +534,12 @@ where
             manifest_state.cursor = manifest_state.cursor.max(to);
         }
     }
-    tally.progress = tally.progress.clamp(0.0, 1.0);
+    // In billionths, and never below what the last invocation reported: short of time, some
+    // ledgers go unread and count only up to the manifest's cursor.
+    let progress_ppb =
+        ((tally.progress.clamp(0.0, 1.0) * 1e9).round() as u64).max(manifest_state.progress_ppb);
+    manifest_state.progress_ppb = progress_ppb;
+    tally.progress = progress_ppb as f64 / 1e9;
     // Short of time, some ledgers went unread: the totals saved last time are the better count.
     if !all_read {
         tally.alerts_written_total = tally.alerts_written_total.max(manifest_state.written_alerts);

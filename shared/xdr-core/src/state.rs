@@ -29,6 +29,9 @@ pub struct SyncState {
     /// Alert versions and objects this state has stored in all, over every run.
     pub written_alerts: u64,
     pub written_objects: u64,
+    /// A backfill manifest's progress through its window, in billionths: what it reported
+    /// last, so the next invocation, short of time to read every ledger, never reports less.
+    pub progress_ppb: u64,
     /// Set when a run stopped early: the slice length the next run starts with (one that fitted
     /// in one answer, or half of one that did not), so a short invocation still completes a
     /// slice and moves the cursor.
@@ -109,6 +112,7 @@ impl SyncState {
             window_end: None,
             written_alerts: 0,
             written_objects: 0,
+            progress_ppb: 0,
             slice_hint: None,
             instant: None,
             seen_chunks: Vec::new(),
@@ -159,6 +163,8 @@ struct StoredSyncState {
     written_alerts: u64,
     #[serde(default)]
     written_objects: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    progress_ppb: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     instant: Option<InstantProgress>,
     /// The head-and-chunks form: `seen` holds only the unspilled entries, these the rest.
@@ -170,6 +176,10 @@ struct StoredSyncState {
     reset: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lineage: Option<String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -211,6 +221,7 @@ impl SyncState {
             window_end: self.window_end,
             written_alerts: self.written_alerts,
             written_objects: self.written_objects,
+            progress_ppb: self.progress_ppb,
             instant: self.instant.clone(),
             seen_chunks,
             seen_from_minute,
@@ -316,6 +327,7 @@ impl SyncState {
             window_end: stored.window_end,
             written_alerts: stored.written_alerts,
             written_objects: stored.written_objects,
+            progress_ppb: stored.progress_ppb,
             instant: stored.instant,
             seen_chunks: stored.seen_chunks,
             seen_from_minute: stored.seen_from_minute,

@@ -21,6 +21,15 @@ pub struct FileLease {
 struct Held {
     holder: String,
     until_ms: i64,
+    /// The holding process: a lease whose process is gone is free (a local run stopped with
+    /// Ctrl-C must not block the next one until its deadline).
+    #[serde(default)]
+    pid: Option<u32>,
+}
+
+/// Whether process `pid` is gone (only known where `/proc` tells; elsewhere it counts as alive).
+fn process_gone(pid: u32) -> bool {
+    cfg!(target_os = "linux") && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl FileLease {
@@ -71,13 +80,17 @@ impl FileLease {
         if let Some(held) = Self::read(&path)
             && held.holder != holder
             && held.until_ms >= now.timestamp_millis()
+            && !held.pid.is_some_and(process_gone)
         {
             let until = DateTime::from_timestamp_millis(held.until_ms).unwrap_or(now);
             return Ok(LeaseOutcome::Held { holder: held.holder, until });
         }
-        let text =
-            serde_json::to_vec(&Held { holder: holder.to_owned(), until_ms: until.timestamp_millis() })
-                .map_err(|error| Self::unavailable(&path, "encoding", error))?;
+        let text = serde_json::to_vec(&Held {
+            holder: holder.to_owned(),
+            until_ms: until.timestamp_millis(),
+            pid: Some(std::process::id()),
+        })
+        .map_err(|error| Self::unavailable(&path, "encoding", error))?;
         std::fs::write(&path, text).map_err(|error| Self::unavailable(&path, "writing", error))?;
         Ok(LeaseOutcome::Acquired)
     }
@@ -149,5 +162,26 @@ mod tests {
             lease.acquire(key, "c", later + TimeDelta::minutes(1), later).await.unwrap(),
             LeaseOutcome::Acquired
         );
+    }
+
+    #[tokio::test]
+    async fn a_lease_whose_process_is_gone_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = FileLease::new(dir.path());
+        let now = Utc::now();
+        let key = "sync#t#alerts";
+        // A run in a process that has exited (a child that ran `true`) left its lease behind.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let until_ms = (now + TimeDelta::minutes(10)).timestamp_millis();
+        let held = Held { holder: "stopped-run".into(), until_ms, pid: Some(gone) };
+        std::fs::write(lease.path(key), serde_json::to_vec(&held).unwrap()).unwrap();
+        let outcome = lease.acquire(key, "next-run", now + TimeDelta::minutes(1), now).await.unwrap();
+        assert_eq!(outcome, LeaseOutcome::Acquired, "(on Linux, where /proc tells)");
+        // A live process's lease holds (this one's, as another holder sees it).
+        let alive = Held { holder: "running".into(), until_ms, pid: Some(std::process::id()) };
+        std::fs::write(lease.path(key), serde_json::to_vec(&alive).unwrap()).unwrap();
+        assert!(matches!(lease.acquire(key, "next-run", now, now).await.unwrap(), LeaseOutcome::Held { .. }));
     }
 }
