@@ -151,7 +151,7 @@ impl SyncConfig {
         .map_err(|error| ConfigError::new(error.setting, error.to_string()))?;
 
         let layout = OutputLayout::new(
-            &settings.optional("OUTPUT_PREFIX").unwrap_or_else(|| DEFAULT_OUTPUT_PREFIX.into()),
+            &settings.optional("OUTPUT_PREFIX").unwrap_or_else(|| ALERTS.default_prefix.into()),
             &settings.optional("QUARANTINE_PREFIX").unwrap_or_else(|| DEFAULT_QUARANTINE_PREFIX.into()),
         )
         .and_then(|layout| {

@@ -13,7 +13,7 @@ use xdr_config::SyncConfig;
 use xdr_core::adopt::{Adopting, FirstFound};
 use xdr_core::backfill::{BackfillPorts, BackfillRequest, run_backfill};
 use xdr_core::{
-    AlertSource, Clock, EngineError, Identity, Lease, LeaseOutcome, ObjectSink, Ports, RunRequest,
+    AlertSource, Clock, EngineError, Identity, Lease, LeaseOutcome, ObjectSink, Ports, RunRequest, StateKeys,
     StateStore, run_sync,
 };
 
@@ -49,6 +49,11 @@ impl Invocation {
             identity: Some(identity),
         }
     }
+}
+
+/// One item's key under today's scheme, then under each earlier one.
+fn every_key(keys: &StateKeys, previous: &[StateKeys], key_of: fn(&StateKeys) -> String) -> Vec<String> {
+    std::iter::once(keys).chain(previous).map(key_of).collect()
 }
 
 /// Proves the credentials work before anything is changed, not even the lease.
@@ -128,7 +133,7 @@ where
     let before = source.counts();
     let identity = authenticate(config, source, invocation).await?;
     let (keys, previous) = config.keys(&identity.tenant);
-    let lease_keys: Vec<String> = std::iter::once(&keys).chain(&previous).map(|keys| keys.sync()).collect();
+    let lease_keys = every_key(&keys, &previous, StateKeys::sync);
     let store =
         Adopting::new(state_for(&keys.sync()), previous.iter().map(|keys| state_for(&keys.sync())).collect());
     let settings = config.engine_for(&identity.tenant);
@@ -167,11 +172,10 @@ where
     let identity = authenticate(config, source, invocation).await?;
     let (keys, previous) = config.keys(&identity.tenant);
     // One backfill at a time per tenant and stream: windows that share days share ledgers.
-    let lease_keys: Vec<String> =
-        std::iter::once(&keys).chain(&previous).map(|keys| keys.backfill()).collect();
+    let lease_keys = every_key(&keys, &previous, StateKeys::backfill);
     // The live sync's state is read for its floor, never written (nor carried over) here.
     let live = FirstFound::new(
-        std::iter::once(&keys).chain(&previous).map(|keys| state_for(&keys.sync())).collect(),
+        every_key(&keys, &previous, StateKeys::sync).iter().map(|key| state_for(key)).collect(),
     );
     let settings = config.backfill_settings(&identity.tenant);
     let run = invocation.run_request(identity);

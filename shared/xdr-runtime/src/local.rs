@@ -47,17 +47,52 @@ impl Folders<'_> {
     }
 }
 
-fn graph(
-    config: &SyncConfig,
-    client_id: &str,
-    client_secret: &SecretString,
-) -> Result<GraphClient<StaticCredentials>, AppError> {
-    let http = http_client().map_err(AppError::Http)?;
-    let credentials = StaticCredentials(ClientCredentials {
-        client_id: client_id.to_owned(),
-        client_secret: client_secret.clone(),
-    });
-    Ok(GraphClient::new(http, config.graph_settings(), credentials))
+/// The local adapters of one run: Graph with static credentials, the folder, the file lease.
+struct LocalAdapters<'a> {
+    graph: GraphClient<StaticCredentials>,
+    sink: DirSink,
+    lease: FileLease,
+    folders: &'a Folders<'a>,
+}
+
+impl<'a> LocalAdapters<'a> {
+    fn new(
+        config: &SyncConfig,
+        client_id: &str,
+        client_secret: &SecretString,
+        folders: &'a Folders<'a>,
+    ) -> Result<Self, AppError> {
+        let http = http_client().map_err(AppError::Http)?;
+        let credentials = StaticCredentials(ClientCredentials {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.clone(),
+        });
+        Ok(Self {
+            graph: GraphClient::new(http, config.graph_settings(), credentials),
+            sink: DirSink::new(folders.output_dir),
+            lease: FileLease::new(folders.state_dir()),
+            folders,
+        })
+    }
+
+    fn ports(
+        &self,
+    ) -> HandlerPorts<
+        '_,
+        GraphClient<StaticCredentials>,
+        impl Fn(&str) -> FileStateStore + '_,
+        DirSink,
+        FileLease,
+        SystemClock,
+    > {
+        HandlerPorts {
+            source: &self.graph,
+            state_for: self.folders.state_for(),
+            sink: &self.sink,
+            lease: &self.lease,
+            clock: &SystemClock,
+        }
+    }
 }
 
 fn invocation(run_timeout: Option<Duration>) -> Invocation {
@@ -79,19 +114,10 @@ pub async fn sync_into_folder(
     folders: &Folders<'_>,
     run_timeout: Option<Duration>,
 ) -> Result<(RunSummary, GraphStats), AppError> {
-    let graph = graph(config, client_id, client_secret)?;
-    let sink = DirSink::new(folders.output_dir);
-    let lease = FileLease::new(folders.state_dir());
-    let ports = HandlerPorts {
-        source: &graph,
-        state_for: folders.state_for(),
-        sink: &sink,
-        lease: &lease,
-        clock: &SystemClock,
-    };
-    let response = handle_sync(config, ports, &invocation(run_timeout)).await?;
+    let adapters = LocalAdapters::new(config, client_id, client_secret, folders)?;
+    let response = handle_sync(config, adapters.ports(), &invocation(run_timeout)).await?;
     match response.outcome {
-        SyncOutcome::Ran(summary) => Ok((*summary, graph.stats())),
+        SyncOutcome::Ran(summary) => Ok((*summary, adapters.graph.stats())),
         SyncOutcome::LeaseHeld(lease) => Err(held(lease)),
     }
 }
@@ -113,17 +139,8 @@ pub async fn backfill_local(
     event: &Value,
 ) -> Result<BackfillResponse, AppError> {
     let folders = Folders { output_dir: &local.output_dir, state_file: &local.state_file };
-    let graph = graph(config, &local.client_id, &local.client_secret)?;
-    let sink = DirSink::new(folders.output_dir);
-    let lease = FileLease::new(folders.state_dir());
-    let ports = HandlerPorts {
-        source: &graph,
-        state_for: folders.state_for(),
-        sink: &sink,
-        lease: &lease,
-        clock: &SystemClock,
-    };
-    let response = handle_backfill(config, ports, event, &invocation(local.run_timeout)).await?;
+    let adapters = LocalAdapters::new(config, &local.client_id, &local.client_secret, &folders)?;
+    let response = handle_backfill(config, adapters.ports(), event, &invocation(local.run_timeout)).await?;
     match response.outcome {
         BackfillOutcome::LeaseHeld(lease) => Err(held(lease)),
         BackfillOutcome::Ran(_) => Ok(response),
