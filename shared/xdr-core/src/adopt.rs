@@ -2,8 +2,9 @@
 //!
 //! The first time a state is loaded under its current key and nothing is there, the earlier
 //! keys are read in turn; the first state found is saved under the current key (conditionally,
-//! as a new item) and used from then on. The earlier item is left as it was: nothing reads it
-//! again once the current one exists, and an operator may delete it. The engine, the backfill
+//! as a new item) and used from then on. The earlier items are left as they were: nothing reads them
+//! again once the current one exists (it shares none of their dedup chunks), and an operator
+//! may delete them. The engine, the backfill
 //! and the state command all load through this, so every kind of item moves the same way, on
 //! first use, with no separate migration step to forget.
 
@@ -49,6 +50,9 @@ impl<T: StateStore> StateStore for Adopting<T> {
         }
         for previous in &self.previous {
             let Some((mut state, _)) = previous.load().await? else { continue };
+            // Stored anew under the current key, its dedup memory included: nothing of it stays
+            // in the earlier items, which an operator may then delete.
+            state.detach_chunks();
             return match self.current.save(&mut state, None).await {
                 Ok(revision) => {
                     info!(from = %previous.location(), to = %self.current.location(), "Carried over the state an earlier release kept.");
@@ -132,6 +136,30 @@ mod tests {
         block_on(store.save(&mut next, Some(&revision))).unwrap();
         assert_eq!(block_on(store.load()).unwrap().unwrap().0.written_alerts, 50);
         assert_eq!(store.previous[1].state().unwrap().written_alerts, 42);
+    }
+
+    #[test]
+    fn a_carried_over_state_shares_no_dedup_chunk_with_the_earlier_one() {
+        let start = parse_instant("2026-11-01T00:00:00Z").unwrap();
+        let limits = crate::state::ChunkLimits { head_entries: 2, chunk_bytes: 100 };
+        let earlier = MemoryStore::with_limits(limits);
+        let mut state = SyncState::first_run(start);
+        for n in 0..50 {
+            state.seen.insert(crate::seen::SeenEntry::new(
+                &format!("alert-{n}"),
+                start + chrono::TimeDelta::minutes(n),
+            ));
+        }
+        block_on(earlier.save(&mut state, None)).unwrap();
+        assert!(earlier.chunk_count() > 1, "the earlier state's memory is in chunks");
+
+        let store = Adopting::new(MemoryStore::with_limits(limits), vec![earlier]);
+        let (adopted, _) = block_on(store.load()).unwrap().unwrap();
+        assert_eq!(adopted.seen, state.seen);
+        // The current store alone (the earlier one deleted) holds all of it.
+        assert!(store.current.chunk_count() > 1);
+        let (reloaded, _) = block_on(store.current.load()).unwrap().unwrap();
+        assert_eq!(reloaded.seen, state.seen);
     }
 
     #[test]

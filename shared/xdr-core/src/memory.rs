@@ -136,6 +136,11 @@ impl MemoryStates {
         lock(&self.stores).entry(key.to_owned()).or_default().clone()
     }
 
+    /// Deletes the state under `key`, chunks and all.
+    pub fn remove(&self, key: &str) {
+        lock(&self.stores).remove(key);
+    }
+
     /// The keys that hold a state.
     pub fn keys(&self) -> Vec<String> {
         lock(&self.stores)

@@ -86,6 +86,17 @@ impl SeenVersions {
         &self.unspilled
     }
 
+    /// Marks every entry as in no chunk: the next save stores all of them anew.
+    pub fn mark_all_unspilled(&mut self) {
+        self.unspilled = self
+            .buckets
+            .iter()
+            .flat_map(|(minute, bucket)| {
+                bucket.iter().map(move |fingerprint| SeenEntry { minute: *minute, fingerprint: *fingerprint })
+            })
+            .collect();
+    }
+
     /// Marks every entry as spilled (stored in chunks).
     pub fn mark_spilled(&mut self) {
         self.unspilled = Vec::new();

@@ -278,6 +278,14 @@ impl SyncState {
         }
     }
 
+    /// Forgets where the remembered versions are stored, so the next save stores every one of
+    /// them anew, in chunks the saving store names: a state carried over to another key then
+    /// shares no item with the one it came from, which may be deleted.
+    pub fn detach_chunks(&mut self) {
+        self.seen.mark_all_unspilled();
+        self.seen_chunks.clear();
+    }
+
     /// Records a chunked save that succeeded: its chunks are now where the memory's spilled part
     /// lives.
     pub fn chunked_save_done(&mut self, save: &ChunkedSave) {

@@ -350,6 +350,14 @@ async fn the_first_releases_state_is_carried_over_without_rereading_or_skipping(
         legacy_state.cursor,
         "the earlier item is left as it was"
     );
+
+    // The earlier items deleted (as an operator may): the carried-over state stands on its own,
+    // its dedup memory included.
+    world.states.remove(&format!("sync#{DOMAIN}"));
+    let again = handle_sync(&world.config, world.ports(), &invocation("req-2")).await.unwrap();
+    let SyncOutcome::Ran(summary) = &again.outcome else { panic!("{again:?}") };
+    assert!(summary.complete && summary.alerts_written == 0, "{summary:?}");
+    assert_eq!(world.written(), written);
 }
 
 #[tokio::test]
