@@ -16,18 +16,6 @@ fn settled_tenant(seed: u64, alerts: u64) -> SimTenant {
     SimTenant::with_history(seed, Utc::now() - TimeDelta::hours(1), TimeDelta::days(3), alerts)
 }
 
-/// The versions Graph lists now whose `lastUpdateDateTime` is in `[start, end)`.
-fn visible_in(deployment: &Deployment, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
-    deployment
-        .sim
-        .tenant()
-        .current_versions(Utc::now())
-        .into_iter()
-        .filter(|v| v.last_update >= start && v.last_update < end)
-        .map(|v| v.body.clone())
-        .collect()
-}
-
 /// Midnight UTC before `at`: backfills read whole UTC days.
 fn day_start(at: DateTime<Utc>) -> DateTime<Utc> {
     at.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc()
@@ -48,7 +36,7 @@ async fn a_past_window_is_written_once_and_re_invoking_writes_nothing() {
     let mut deployment = Deployment::new(settled_tenant(71, 600), SimOptions::default(), None).await;
     deployment.start_function("xdr-backfill");
     let (start, end) = (Utc::now() - TimeDelta::hours(70), Utc::now() - TimeDelta::hours(10));
-    let expected = visible_in(&deployment, day_start(start), end);
+    let expected = deployment.visible_in(day_start(start), end);
     assert!(expected.len() > 300);
     let days = (end.date_naive() - start.date_naive()).num_days() + 1;
 
@@ -120,7 +108,7 @@ async fn a_backfill_cut_short_by_deadlines_resumes_without_gap_or_duplicate() {
     deployment.start_function("xdr-backfill");
     let start = Utc::now() - TimeDelta::days(3);
     let end = Utc::now() - TimeDelta::hours(2);
-    let expected = visible_in(&deployment, day_start(start), end);
+    let expected = deployment.visible_in(day_start(start), end);
     let mut invocations = 0;
     let mut last_progress = -1.0;
     loop {
@@ -153,7 +141,7 @@ async fn backfill_and_live_sync_never_overlap() {
     deployment.start();
     deployment.start_function("xdr-backfill");
     let all_since =
-        |deployment: &Deployment, start| visible_in(deployment, start, Utc::now() + TimeDelta::hours(1));
+        |deployment: &Deployment, start| deployment.visible_in(start, Utc::now() + TimeDelta::hours(1));
 
     // The live sync covers [live_start, now).
     let live = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
@@ -201,7 +189,7 @@ async fn overlapping_windows_write_each_version_once() {
         let outcome = deployment.invoke_backfill(event, Duration::from_secs(60)).await;
         assert_eq!(outcome.response()["complete"], json!(true), "{event}: {outcome:?}");
     }
-    let expected = visible_in(&deployment, day_start(now - TimeDelta::hours(70)), now - TimeDelta::hours(2));
+    let expected = deployment.visible_in(day_start(now - TimeDelta::hours(70)), now - TimeDelta::hours(2));
     assert!(expected.len() > 500);
     assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
     let third_again = deployment.invoke_backfill(&third, Duration::from_secs(60)).await;

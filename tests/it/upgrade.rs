@@ -191,14 +191,7 @@ async fn an_in_progress_backfill_of_the_first_release_carries_on() {
     let resumed = deployment.invoke_backfill(&event, Duration::from_secs(60)).await;
     let result = resumed.response();
     assert_eq!(result["complete"], json!(true), "{result}");
-    let expected: Vec<String> = deployment
-        .sim
-        .tenant()
-        .current_versions(Utc::now())
-        .into_iter()
-        .filter(|v| v.last_update >= start && v.last_update < end)
-        .map(|v| v.body.clone())
-        .collect();
+    let expected = deployment.visible_in(start, end);
     assert_eq!(result["alerts_written"].as_u64(), Some((expected.len() - written_before) as u64), "{result}");
     assert_eq!(result["alerts_written_total"].as_u64(), Some(expected.len() as u64), "{result}");
     assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use xdr_simulator::{SimOptions, SimTenant, Simulator};
 
@@ -104,6 +104,13 @@ impl Deployment {
 
     pub fn visible_now(&self) -> Vec<String> {
         self.sim.tenant().current_versions(Utc::now()).into_iter().map(|v| v.body.clone()).collect()
+    }
+
+    /// The versions Graph lists now whose `lastUpdateDateTime` is in `[start, end)`.
+    pub fn visible_in(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
+        let tenant = self.sim.tenant();
+        let versions = tenant.current_versions(Utc::now()).into_iter();
+        versions.filter(|v| v.last_update >= start && v.last_update < end).map(|v| v.body.clone()).collect()
     }
 
     /// Fails if the client secret or any access token shows up in logs or payloads. Runs by
