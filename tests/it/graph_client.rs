@@ -33,6 +33,7 @@ fn client_for(
             max_delay: Duration::from_millis(400),
         },
         max_response_bytes: xdr_graph::client::DEFAULT_MAX_RESPONSE_BYTES,
+        expand_alerts: false,
     };
     let credentials = StaticCredentials(ClientCredentials {
         client_id: client_id.into(),

@@ -39,6 +39,7 @@ fn settings(sim: &Simulator, max_response_bytes: usize) -> GraphSettings {
             max_delay: Duration::from_millis(200),
         },
         max_response_bytes,
+        expand_alerts: false,
     }
 }
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 use xdr_core::backfill::BackfillSettings;
 use xdr_core::settings::{MAX_PAGE_SIZE, SyncSettings};
-use xdr_core::stream::{ALERTS, Stream};
+use xdr_core::stream::{ALERTS, INCIDENTS, Stream};
 use xdr_core::timeutil::parse_instant;
 use xdr_core::{OutputLayout, StateKeys};
 use xdr_graph::{Cloud, Endpoints, GraphSettings, RetryPolicy};
@@ -20,7 +20,9 @@ use defaults::*;
 /// Every setting's default, in one place.
 pub mod defaults {
     // The engine's (`xdr-core` keeps them beside the settings they fill, for its own tests).
-    pub use xdr_core::layout::{DEFAULT_CONTROL_PREFIX, DEFAULT_OUTPUT_PREFIX, DEFAULT_QUARANTINE_PREFIX};
+    pub use xdr_core::layout::{
+        DEFAULT_CONTROL_PREFIX, DEFAULT_INCIDENTS_PREFIX, DEFAULT_OUTPUT_PREFIX, DEFAULT_QUARANTINE_PREFIX,
+    };
     pub use xdr_core::settings::{
         DEFAULT_FINISH_RESERVE_MILLIS, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_PAGES_PER_SLICE,
         DEFAULT_MAX_SKIP, DEFAULT_OVERLAP_MINUTES, DEFAULT_PAGE_SIZE,
@@ -32,6 +34,10 @@ pub mod defaults {
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
     pub const DEFAULT_BACKFILL_CONCURRENCY: usize = 4;
     pub const DEFAULT_TENANT_PARTITION: bool = false;
+    /// Which streams the functions serve: alerts alone, so an update of an existing stack
+    /// changes nothing until incidents are enabled.
+    pub const DEFAULT_STREAMS: &str = "alerts";
+    pub const DEFAULT_INCIDENTS_EXPAND_ALERTS: bool = false;
     pub const DEFAULT_OUTPUT_DIR: &str = "xdr-output";
     pub const DEFAULT_STATE_FILE: &str = "xdr-state/sync-state.json";
     pub const DEFAULT_SECRET_CACHE_SECONDS: u64 = 300;
@@ -57,8 +63,14 @@ impl ConfigError {
 pub struct SyncConfig {
     /// `TENANT_ID` as configured (a GUID or a domain); state keys use the GUID from the token.
     pub tenant_id: String,
-    /// What is read (alerts, the one stream today).
+    /// The streams the functions serve (`STREAMS`), in the order a run serves them.
+    pub streams: Vec<Stream>,
+    /// The stream this configuration reads (alerts unless made [`SyncConfig::for_stream`]).
     pub stream: Stream,
+    /// The incidents' layout (`INCIDENTS_PREFIX` beside the alerts' settings), when served.
+    pub incidents_layout: Option<OutputLayout>,
+    /// `$expand=alerts` on incidents (`INCIDENTS_EXPAND_ALERTS`).
+    pub expand_alerts: bool,
     /// Output under `tenant=<guid>/dt=...` (`TENANT_PARTITION`), for a lake of many tenants.
     pub tenant_partition: bool,
     pub cloud: Cloud,
@@ -220,14 +232,29 @@ impl SyncConfig {
         )?;
 
         let tenant_partition = settings.flag("TENANT_PARTITION", DEFAULT_TENANT_PARTITION)?;
+        let streams = parse_streams(&settings.optional("STREAMS").unwrap_or_else(|| DEFAULT_STREAMS.into()))?;
+        // Checked only when incidents are served: a stack that syncs alerts alone keeps working
+        // whatever its OUTPUT_PREFIX (`defender-xdr` would hold the default incidents prefix).
+        let incidents_layout = if streams.contains(&INCIDENTS) {
+            let prefix =
+                settings.optional("INCIDENTS_PREFIX").unwrap_or_else(|| DEFAULT_INCIDENTS_PREFIX.into());
+            Some(incidents_layout(&layout, &prefix)?)
+        } else {
+            None
+        };
+        let expand_alerts = settings.flag("INCIDENTS_EXPAND_ALERTS", DEFAULT_INCIDENTS_EXPAND_ALERTS)?;
 
         Ok(Self {
             tenant_id,
+            streams,
             stream: ALERTS,
+            incidents_layout,
+            expand_alerts,
             tenant_partition,
             cloud,
             endpoints,
             engine: SyncSettings {
+                stream: ALERTS,
                 layout,
                 overlap: TimeDelta::minutes(overlap_minutes),
                 page_size,
@@ -246,6 +273,38 @@ impl SyncConfig {
             backfill_concurrency,
             max_response_bytes: (max_response_mb as usize) * 1024 * 1024,
         })
+    }
+
+    /// The same configuration reading `stream`: its layout, its page size (`PAGE_SIZE` clamped
+    /// to what Graph accepts for it), its keys and its Graph path.
+    /// A stream the functions do not serve is refused, naming `STREAMS`.
+    pub fn for_stream(&self, stream: Stream) -> Result<SyncConfig, ConfigError> {
+        if !self.serves(stream) {
+            let served: Vec<&str> = self.streams.iter().map(|stream| stream.name).collect();
+            return Err(ConfigError::new(
+                "STREAMS",
+                format!(
+                    "`{}` is not served (STREAMS is `{}`); add it to STREAMS to sync or backfill it",
+                    stream.name,
+                    served.join(",")
+                ),
+            ));
+        }
+        let mut config = self.clone();
+        config.stream = stream;
+        config.engine.stream = stream;
+        config.engine.page_size = self.engine.page_size.min(stream.max_page_size);
+        if stream == INCIDENTS
+            && let Some(layout) = &self.incidents_layout
+        {
+            config.engine.layout = layout.clone();
+        }
+        Ok(config)
+    }
+
+    /// Whether the functions serve `stream` (`STREAMS`).
+    pub fn serves(&self, stream: Stream) -> bool {
+        self.streams.contains(&stream)
     }
 
     /// The keys of this stream's items for the tenant Entra named (`tenant` is the token's
@@ -278,8 +337,52 @@ impl SyncConfig {
             request_timeout: self.http_timeout,
             retry: RetryPolicy { max_attempts: self.max_attempts, ..RetryPolicy::default() },
             max_response_bytes: self.max_response_bytes,
+            expand_alerts: self.expand_alerts,
         }
     }
+}
+
+/// The incidents' layout beside the alerts' `layout`: `prefix` must be outside the alerts' data,
+/// the quarantine and the control prefix.
+fn incidents_layout(layout: &OutputLayout, prefix: &str) -> Result<OutputLayout, ConfigError> {
+    let incidents = layout.for_stream(INCIDENTS, "INCIDENTS_PREFIX", prefix).map_err(|error| {
+        let problem = match error {
+            xdr_core::layout::LayoutError::Overlap { data, quarantine } => format!(
+                "`{data}` overlaps the quarantine `{quarantine}`; the incidents' data must live outside QUARANTINE_PREFIX"
+            ),
+            other => other.to_string(),
+        };
+        ConfigError::new("INCIDENTS_PREFIX", problem)
+    })?;
+    let (alerts_data, incidents_data) = (layout.data_prefix(), incidents.data_prefix());
+    let inside = |outer: &str, inner: &str| inner == outer || inner.starts_with(&format!("{outer}/"));
+    if inside(alerts_data, incidents_data) || inside(incidents_data, alerts_data) {
+        return Err(ConfigError::new(
+            "INCIDENTS_PREFIX",
+            format!(
+                "`{incidents_data}` overlaps OUTPUT_PREFIX `{alerts_data}`; each Athena table reads everything under its prefix, so the two streams need disjoint folders"
+            ),
+        ));
+    }
+    Ok(incidents)
+}
+
+/// `STREAMS`: stream names separated by commas, each known, at least one, in the product's order.
+fn parse_streams(text: &str) -> Result<Vec<Stream>, ConfigError> {
+    let mut wanted = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+        let stream = xdr_core::stream::by_name(&name.to_ascii_lowercase()).ok_or_else(|| {
+            ConfigError::new(
+                "STREAMS",
+                format!("`{name}` is not a stream; use a comma-separated list of {}", xdr_core::stream::names()),
+            )
+        })?;
+        wanted.push(stream);
+    }
+    if wanted.is_empty() {
+        return Err(ConfigError::new("STREAMS", format!("names no stream; use one or more of {}", xdr_core::stream::names())));
+    }
+    Ok(xdr_core::stream::STREAMS.iter().copied().filter(|stream| wanted.contains(stream)).collect())
 }
 
 /// Where the functions keep things on AWS.
@@ -408,6 +511,39 @@ mod tests {
         assert_eq!(config.engine.backfill_start, None);
         assert_eq!(config.engine.max_skip, 500);
         assert!(config.engine.accept_incomplete_instants.is_empty());
+        assert_eq!(config.streams, vec![ALERTS]);
+        assert!(!config.expand_alerts);
+        assert!(config.for_stream(INCIDENTS).unwrap_err().to_string().contains("STREAMS"));
+    }
+
+    #[test]
+    fn incidents_have_their_own_prefix_page_size_and_keys() {
+        let config = parse(&[
+            ("TENANT_ID", "t.example"),
+            ("STREAMS", " incidents , ALERTS"),
+            ("INCIDENTS_EXPAND_ALERTS", "true"),
+            ("TENANT_PARTITION", "true"),
+        ])
+        .unwrap();
+        assert_eq!(config.streams, vec![ALERTS, INCIDENTS], "the product's order, whatever the setting's");
+        let incidents = config.for_stream(INCIDENTS).unwrap();
+        assert_eq!(incidents.engine.layout.data_prefix(), "defender-xdr/incidents");
+        assert_eq!(incidents.engine.layout.quarantine_prefix(), "defender-xdr/quarantine/incidents");
+        assert_eq!(incidents.engine.page_size, 50, "Graph answers 400 to a larger $top on incidents");
+        assert_eq!(incidents.engine.stream, INCIDENTS);
+        assert_eq!(incidents.graph_settings().stream, INCIDENTS);
+        assert!(incidents.graph_settings().expand_alerts);
+        assert_eq!(incidents.keys("g").0.sync(), "sync#g#incidents");
+        assert!(incidents.keys("g").1.is_empty(), "the first release had no incidents");
+        assert!(incidents.engine_for("AB").layout.data_key(
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
+            &xdr_core::layout::ObjectName::new(now(), "r", 1)
+        ).starts_with("defender-xdr/incidents/tenant=ab/dt=2026-11-28/"));
+        let alerts = config.for_stream(ALERTS).unwrap();
+        assert_eq!(alerts.engine.page_size, 1000);
+        assert_eq!(alerts.engine.layout.data_prefix(), "defender-xdr/alerts");
+        // Alerts alone: an OUTPUT_PREFIX that would hold the incidents' default is fine.
+        assert!(parse(&[("TENANT_ID", "t.example"), ("OUTPUT_PREFIX", "defender-xdr/incidents/old")]).is_ok());
     }
 
     #[test]
@@ -428,6 +564,21 @@ mod tests {
                 "QUARANTINE_PREFIX",
             ),
             (&[("TENANT_ID", "t.example"), ("MAX_OBJECT_MB", "0")], "MAX_OBJECT_MB"),
+            (&[("TENANT_ID", "t.example"), ("STREAMS", "alerts,incident")], "STREAMS"),
+            (&[("TENANT_ID", "t.example"), ("STREAMS", " , ")], "STREAMS"),
+            (&[("TENANT_ID", "t.example"), ("INCIDENTS_EXPAND_ALERTS", "maybe")], "INCIDENTS_EXPAND_ALERTS"),
+            (
+                &[("TENANT_ID", "t.example"), ("STREAMS", "alerts,incidents"), ("INCIDENTS_PREFIX", "defender-xdr/alerts/inc")],
+                "INCIDENTS_PREFIX",
+            ),
+            (
+                &[("TENANT_ID", "t.example"), ("STREAMS", "incidents"), ("OUTPUT_PREFIX", "defender-xdr/incidents/old")],
+                "INCIDENTS_PREFIX",
+            ),
+            (
+                &[("TENANT_ID", "t.example"), ("STREAMS", "incidents"), ("INCIDENTS_PREFIX", "defender-xdr/quarantine/i")],
+                "INCIDENTS_PREFIX",
+            ),
             (&[("TENANT_ID", "a/b")], "TENANT_ID"),
             (&[("TENANT_ID", "\\\\evil.example")], "TENANT_ID"),
             (&[("TENANT_ID", "evil.example\\x")], "TENANT_ID"),

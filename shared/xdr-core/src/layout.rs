@@ -4,6 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 pub const DEFAULT_OUTPUT_PREFIX: &str = "defender-xdr/alerts";
+pub const DEFAULT_INCIDENTS_PREFIX: &str = "defender-xdr/incidents";
 pub const DEFAULT_QUARANTINE_PREFIX: &str = "defender-xdr/quarantine";
 /// Markers the sync keeps beside its output (outside the data prefix, which Athena reads).
 pub const DEFAULT_CONTROL_PREFIX: &str = "defender-xdr/control";
@@ -15,6 +16,8 @@ pub struct OutputLayout {
     control_prefix: String,
     /// `tenant=<guid>` between the prefix and `dt=`, for a lake that holds many tenants.
     tenant_partition: Option<String>,
+    /// The tenant marker's file name (each stream has its own).
+    marker_file: &'static str,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -58,6 +61,37 @@ impl OutputLayout {
             quarantine_prefix: quarantine,
             control_prefix: DEFAULT_CONTROL_PREFIX.to_owned(),
             tenant_partition: None,
+            marker_file: crate::stream::ALERTS.marker_file,
+        })
+    }
+
+    /// The layout of another stream beside this one (which is the alerts' layout): its data under
+    /// `data_prefix` (checked as `setting`), its quarantine in its own folder of the quarantine
+    /// prefix, its own tenant marker, the same control prefix and tenant partition.
+    pub fn for_stream(
+        &self,
+        stream: crate::stream::Stream,
+        setting: &'static str,
+        data_prefix: &str,
+    ) -> Result<Self, LayoutError> {
+        let data = normalise_prefix(setting, data_prefix)?;
+        let quarantine = match stream.quarantine_folder {
+            Some(folder) => format!("{}/{folder}", self.quarantine_prefix),
+            None => self.quarantine_prefix.clone(),
+        };
+        let inside = |outer: &str, inner: &str| inner == outer || inner.starts_with(&format!("{outer}/"));
+        if inside(&data, &quarantine) || inside(&self.quarantine_prefix, &data) {
+            return Err(LayoutError::Overlap { data, quarantine });
+        }
+        if inside(&data, &self.control_prefix) || inside(&self.control_prefix, &data) {
+            return Err(LayoutError::ControlOverlap { control: self.control_prefix.clone() });
+        }
+        Ok(Self {
+            data_prefix: data,
+            quarantine_prefix: quarantine,
+            control_prefix: self.control_prefix.clone(),
+            tenant_partition: self.tenant_partition.clone(),
+            marker_file: stream.marker_file,
         })
     }
 
@@ -94,7 +128,7 @@ impl OutputLayout {
     pub fn tenant_marker_key(&self, tenant: &str) -> String {
         let safe: String =
             tenant.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).collect();
-        format!("{}/tenants/{safe}/sync.json", self.control_prefix)
+        format!("{}/tenants/{safe}/{}", self.control_prefix, self.marker_file)
     }
 
     pub fn data_prefix(&self) -> &str {
@@ -181,5 +215,20 @@ mod tests {
         assert!(matches!(layout.clone().with_control_prefix("xdr"), Err(LayoutError::ControlOverlap { .. })));
         let layout = layout.with_control_prefix("xdr/control/").unwrap();
         assert_eq!(layout.tenant_marker_key("0f6a-../x"), "xdr/control/tenants/0f6a-..x/sync.json");
+    }
+
+    #[test]
+    fn another_stream_has_its_own_data_quarantine_and_marker() {
+        use crate::stream::INCIDENTS;
+        let date = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+        let alerts = OutputLayout::new("xdr/alerts", "xdr/q").unwrap().with_tenant_partition("AB-1");
+        let incidents = alerts.for_stream(INCIDENTS, "INCIDENTS_PREFIX", "/xdr/incidents/").unwrap();
+        assert_eq!(incidents.data_key(date, &name()), format!("xdr/incidents/tenant=ab-1/dt=2026-11-28/{}", name().0));
+        assert_eq!(incidents.quarantine_prefix(), "xdr/q/incidents");
+        assert_eq!(incidents.tenant_marker_key("g"), "defender-xdr/control/tenants/g/sync-incidents.json");
+        assert_eq!(alerts.tenant_marker_key("g"), "defender-xdr/control/tenants/g/sync.json");
+        for bad in ["xdr/q", "xdr/q/incidents/x", "xdr", "defender-xdr/control/i"] {
+            assert!(alerts.for_stream(INCIDENTS, "INCIDENTS_PREFIX", bad).is_err(), "{bad}");
+        }
     }
 }

@@ -91,6 +91,13 @@ pub struct SourceCounts {
     pub graph_requests: u64,
     pub throttled_responses: u64,
     pub token_requests: u64,
+    /// Reads made again without `$expand` after Graph kept failing them (incidents).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub expand_fallbacks: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SourceCounts {
@@ -100,6 +107,7 @@ impl SourceCounts {
             graph_requests: self.graph_requests.saturating_sub(earlier.graph_requests),
             throttled_responses: self.throttled_responses.saturating_sub(earlier.throttled_responses),
             token_requests: self.token_requests.saturating_sub(earlier.token_requests),
+            expand_fallbacks: self.expand_fallbacks.saturating_sub(earlier.expand_fallbacks),
         }
     }
 }

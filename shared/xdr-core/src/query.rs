@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::timeutil::{TICK, format_filter_instant};
 
-/// The string-valued properties `alerts_v2` documents as filterable with `eq`/`ne`, in the order
-/// an instant is split by them (after `createdDateTime` ranges): the ones with many values first.
+/// The string-valued properties Graph's security collections document as filterable with
+/// `eq`/`ne`. Each stream lists the ones it has, in the order an instant is split by them
+/// (`Stream::split_properties`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Property {
@@ -22,7 +23,7 @@ pub enum Property {
 }
 
 impl Property {
-    pub const SPLIT_ORDER: [Property; 6] = [
+    pub const ALL: [Property; 6] = [
         Property::ServiceSource,
         Property::Severity,
         Property::Status,
@@ -44,7 +45,7 @@ impl Property {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::SPLIT_ORDER.into_iter().find(|property| property.name() == name)
+        Self::ALL.into_iter().find(|property| property.name() == name)
     }
 }
 

@@ -3,6 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::layout::{DEFAULT_OUTPUT_PREFIX, DEFAULT_QUARANTINE_PREFIX, OutputLayout};
+use crate::stream::{ALERTS, Stream};
 
 pub const DEFAULT_OVERLAP_MINUTES: i64 = 15;
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
@@ -20,10 +21,12 @@ pub const DEFAULT_FINISH_RESERVE_MILLIS: i64 = 800;
 
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
+    /// What is read: its properties split a crowded instant, its page size bounds `page_size`.
+    pub stream: Stream,
     pub layout: OutputLayout,
     /// How far each window re-reads before the cursor, to catch versions that became visible late.
     pub overlap: TimeDelta,
-    /// `$top` for each request (at most 1000).
+    /// `$top` for each request (at most the stream's `max_page_size`).
     pub page_size: u32,
     /// Pages one instant may take through nextLinks or `$skip` before it is split by another
     /// property. (Time slices are always read in one answer each.)
@@ -49,6 +52,7 @@ pub struct SyncSettings {
 impl SyncSettings {
     pub fn with_defaults() -> Self {
         Self {
+            stream: ALERTS,
             // The default prefixes are valid and disjoint by construction.
             layout: OutputLayout::new(DEFAULT_OUTPUT_PREFIX, DEFAULT_QUARANTINE_PREFIX)
                 .unwrap_or_else(|_| unreachable!("default prefixes are valid")),

@@ -68,8 +68,8 @@ impl SplitFields {
         }
     }
 
-    fn value(&self, property: Property) -> Option<&str> {
-        let index = Property::SPLIT_ORDER.iter().position(|p| *p == property).unwrap_or(0);
+    pub fn value(&self, property: Property) -> Option<&str> {
+        let index = Property::ALL.iter().position(|p| *p == property).unwrap_or(0);
         self.values[index].as_deref()
     }
 }
@@ -93,13 +93,18 @@ pub struct Split {
 
 /// The parts to read instead of the query narrowed by `narrowed`, chosen from a `sample` of its
 /// records, never in a way listed in `avoid`; `None` when nothing left tells the records apart.
-pub fn choose_split(narrowed: &[Constraint], sample: &[SplitFields], avoid: &[SplitBy]) -> Option<Split> {
+pub fn choose_split(
+    properties: &[Property],
+    narrowed: &[Constraint],
+    sample: &[SplitFields],
+    avoid: &[SplitBy],
+) -> Option<Split> {
     let created = (!avoid.contains(&SplitBy::Created))
         .then(|| split_by_created(narrowed, sample))
         .flatten()
         .map(|parts| Split { by: SplitBy::Created, parts });
     created.or_else(|| {
-        Property::SPLIT_ORDER.into_iter().find_map(|property| {
+        properties.iter().copied().find_map(|property| {
             if avoid.contains(&SplitBy::Values { property, with_null: true }) {
                 return None;
             }
@@ -269,6 +274,8 @@ impl InstantProgress {
 mod tests {
     use super::*;
 
+    const ALL: &[Property] = crate::stream::ALERTS.split_properties;
+
     fn record(created: &str, source: &str, severity: Option<&str>) -> SplitFields {
         SplitFields {
             created: parse_instant(created),
@@ -283,7 +290,7 @@ mod tests {
             record("2026-11-02T00:00:00Z", "a", None),
             record("2026-11-03T00:00:00Z", "b", None),
         ];
-        let split = choose_split(&[], &sample, &[]).unwrap();
+        let split = choose_split(ALL, &[], &sample, &[]).unwrap();
         assert_eq!(split.by, SplitBy::Created);
         let parts = split.parts;
         let middle = parse_instant("2026-11-02T00:00:00Z").unwrap();
@@ -295,7 +302,7 @@ mod tests {
             ]
         );
         // A narrower range replaces the bound it tightens.
-        let again = choose_split(&parts[1], &sample[1..], &[]).unwrap().parts;
+        let again = choose_split(ALL, &parts[1], &sample[1..], &[]).unwrap().parts;
         assert_eq!(
             again[1],
             vec![Constraint::CreatedFrom { at: parse_instant("2026-11-03T00:00:00Z").unwrap() }]
@@ -308,7 +315,7 @@ mod tests {
         let sample =
             vec![record(same, "a", Some("high")), record(same, "a", None), record(same, "a", Some("low"))];
         // serviceSource has one value: severity (with a null) splits instead.
-        let split = choose_split(&[], &sample, &[]).unwrap();
+        let split = choose_split(ALL, &[], &sample, &[]).unwrap();
         let severity = Property::Severity;
         assert_eq!(split.by, SplitBy::Values { property: severity, with_null: true });
         let parts = split.parts;
@@ -323,7 +330,7 @@ mod tests {
         );
         // Inside the catch-all, newly seen values extend the exclusions.
         let inside = vec![record(same, "a", Some("medium")), record(same, "a", Some("urgent"))];
-        let split = choose_split(&parts[3], &inside, &[]).unwrap();
+        let split = choose_split(ALL, &parts[3], &inside, &[]).unwrap();
         assert_eq!(split.by, SplitBy::Values { property: severity, with_null: false });
         assert_eq!(
             split.parts[2],
@@ -338,7 +345,7 @@ mod tests {
             Constraint::IsNull { property: severity },
         ] {
             let sample = vec![record(same, "a", Some("high")), record(same, "a", None)];
-            assert_eq!(choose_split(&[pinned], &sample, &[]), None);
+            assert_eq!(choose_split(ALL, &[pinned], &sample, &[]), None);
         }
     }
 
@@ -347,15 +354,15 @@ mod tests {
         let same = "2026-11-01T00:00:00Z";
         let sample = vec![record(same, "a", Some("high")), record(same, "a", Some("low"))];
         let severity = Property::Severity;
-        let first = choose_split(&[], &sample, &[]).unwrap();
+        let first = choose_split(ALL, &[], &sample, &[]).unwrap();
         assert_eq!(first.by, SplitBy::Values { property: severity, with_null: false });
-        let again = choose_split(&[], &sample, &[first.by]).unwrap();
+        let again = choose_split(ALL, &[], &sample, &[first.by]).unwrap();
         assert_eq!(again.by, SplitBy::Values { property: severity, with_null: true });
         assert!(again.parts.contains(&vec![Constraint::IsNull { property: severity }]));
         // Both ways failed: severity is not used again (status has one value: nothing left).
-        assert_eq!(choose_split(&[], &sample, &[first.by, again.by]), None);
+        assert_eq!(choose_split(ALL, &[], &sample, &[first.by, again.by]), None);
         let created = vec![record(same, "a", None), record("2026-11-02T00:00:00Z", "a", None)];
-        assert_ne!(choose_split(&[], &created, &[SplitBy::Created]).map(|s| s.by), Some(SplitBy::Created));
+        assert_ne!(choose_split(ALL, &[], &created, &[SplitBy::Created]).map(|s| s.by), Some(SplitBy::Created));
     }
 
     #[test]

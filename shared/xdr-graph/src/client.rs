@@ -1,5 +1,8 @@
-//! The Graph `alerts_v2` client: client-credentials tokens, paging, retries, deadlines.
+//! The Graph client: client-credentials tokens, paging, retries, deadlines. One client reads one
+//! stream; the clients of one invocation share a [`Session`] (token, backoff), so the handler
+//! authenticates once and Graph's throttling of one stream holds back the others too.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -41,7 +44,15 @@ pub struct GraphSettings {
     pub retry: RetryPolicy,
     /// The largest page answer read, before and after decompression (`MAX_RESPONSE_MB`).
     pub max_response_bytes: usize,
+    /// `$expand=alerts` on incidents (`INCIDENTS_EXPAND_ALERTS`): a read Graph keeps failing
+    /// with a 5xx is made again without it.
+    pub expand_alerts: bool,
 }
+
+/// Attempts an expanded read gets before it is made without the expansion: Graph answers 500
+/// to `$expand` with `$filter` for good on large tenants (elastic/integrations#18144), so the
+/// full retry budget would only delay the fallback.
+const EXPANDED_ATTEMPTS: u32 = 2;
 
 /// Counters for metrics and summaries.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -49,13 +60,16 @@ pub struct GraphStats {
     pub graph_requests: u64,
     pub throttled_responses: u64,
     pub token_requests: u64,
+    /// Expanded reads made again without `$expand` after Graph kept failing them.
+    pub expand_fallbacks: u64,
 }
 
+/// One client's own counts (token requests are the session's).
 #[derive(Default)]
 struct Counters {
     graph_requests: AtomicU64,
     throttled_responses: AtomicU64,
-    token_requests: AtomicU64,
+    expand_fallbacks: AtomicU64,
 }
 
 struct CachedToken {
@@ -79,15 +93,21 @@ fn token_tenant(token: &str) -> Option<String> {
     guid_shaped.then(|| tid.to_ascii_lowercase())
 }
 
-pub struct GraphClient<P> {
+/// What the clients of one tenant share: the HTTP pool, the credentials, the token, the backoff.
+struct Session<P> {
     http: reqwest::Client,
-    settings: GraphSettings,
     credentials: P,
     token: Mutex<Option<CachedToken>>,
-    counters: Counters,
-    /// When Graph tells one request to back off, every concurrent request waits too: retrying
-    /// sooner from a sibling task would only count against the same quota.
+    token_requests: AtomicU64,
+    /// When Graph tells one request to back off, every concurrent request waits too (every
+    /// stream's): retrying sooner from a sibling task would only count against the same quota.
     backoff_until: std::sync::Mutex<Option<Instant>>,
+}
+
+pub struct GraphClient<P> {
+    session: Arc<Session<P>>,
+    settings: GraphSettings,
+    counters: Counters,
 }
 
 /// What one attempt at a request came to (see `GraphClient::after_attempt`).
@@ -115,6 +135,17 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(50))
         .build()
+}
+
+/// `url` without its `$expand` parameter (a nextLink of an expanded read carries it too).
+fn without_expand(url: &Url) -> Url {
+    let kept: Vec<(String, String)> =
+        url.query_pairs().filter(|(name, _)| name != "$expand").map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+    let mut plain = url.clone();
+    let text: Vec<String> =
+        kept.iter().map(|(name, value)| format!("{name}={}", encode_query_value(value))).collect();
+    plain.set_query(Some(&text.join("&")));
+    plain
 }
 
 /// `scheme://host[:port]` of a URL (no path, query or user info), bounded for messages.
@@ -241,21 +272,29 @@ fn entra_code(body: &EntraErrorBody) -> Option<u64> {
 
 impl<P: CredentialProvider> GraphClient<P> {
     pub fn new(http: reqwest::Client, settings: GraphSettings, credentials: P) -> Self {
-        Self {
+        let session = Session {
             http,
-            settings,
             credentials,
             token: Mutex::new(None),
-            counters: Counters::default(),
+            token_requests: AtomicU64::new(0),
             backoff_until: std::sync::Mutex::new(None),
-        }
+        };
+        Self { session: Arc::new(session), settings, counters: Counters::default() }
+    }
+
+    /// A client for `stream` in the same session: the same token (no second sign-in), the same
+    /// backoff, its own counts.
+    pub fn for_stream(&self, stream: Stream) -> Self {
+        let settings = GraphSettings { stream, ..self.settings.clone() };
+        Self { session: Arc::clone(&self.session), settings, counters: Counters::default() }
     }
 
     pub fn stats(&self) -> GraphStats {
         GraphStats {
             graph_requests: self.counters.graph_requests.load(Ordering::Relaxed),
             throttled_responses: self.counters.throttled_responses.load(Ordering::Relaxed),
-            token_requests: self.counters.token_requests.load(Ordering::Relaxed),
+            token_requests: self.session.token_requests.load(Ordering::Relaxed),
+            expand_fallbacks: self.counters.expand_fallbacks.load(Ordering::Relaxed),
         }
     }
 
@@ -271,16 +310,24 @@ impl<P: CredentialProvider> GraphClient<P> {
             .graph
             .join(self.settings.stream.resource_path)
             .unwrap_or_else(|_| self.settings.endpoints.graph.clone());
-        let mut text =
-            format!("$filter={}&$top={}", encode_query_value(&query.filter()), query.top.clamp(1, 1000));
+        let top = query.top.clamp(1, self.settings.stream.max_page_size.max(1));
+        let mut text = format!("$filter={}&$top={top}", encode_query_value(&query.filter()));
         if query.skip > 0 {
             text.push_str(&format!("&$skip={}", query.skip));
         }
         if query.count {
             text.push_str("&$count=true");
         }
+        if self.expands() {
+            text.push_str("&$expand=alerts");
+        }
         url.set_query(Some(&text));
         url
+    }
+
+    /// Whether reads inline each incident's alerts.
+    fn expands(&self) -> bool {
+        self.settings.expand_alerts && self.settings.stream == xdr_core::stream::INCIDENTS
     }
 
     /// A nextLink is followed verbatim, but only to the Graph host in use.
@@ -335,13 +382,13 @@ impl<P: CredentialProvider> GraphClient<P> {
         let now = Instant::now();
         // `wait` is bounded by `MAX_RETRY_AFTER`; checked all the same, as no wait may panic.
         let until = now.checked_add(wait).unwrap_or(now);
-        let mut shared = self.backoff_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shared = self.session.backoff_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *shared = Some(shared.map_or(until, |current| current.max(until)));
     }
 
     /// Waits out a backoff another request was told to observe, unless that passes the deadline.
     async fn respect_shared_backoff(&self, deadline: Option<DateTime<Utc>>) -> Result<(), GraphError> {
-        let until = *self.backoff_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let until = *self.session.backoff_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(wait) = until.and_then(|until| until.checked_duration_since(Instant::now())) else {
             return Ok(());
         };
@@ -361,7 +408,7 @@ impl<P: CredentialProvider> GraphClient<P> {
         &self,
         deadline: Option<DateTime<Utc>>,
     ) -> Result<(SecretString, String), GraphError> {
-        let mut cached = self.token.lock().await;
+        let mut cached = self.session.token.lock().await;
         if let Some(token) = cached.as_ref()
             && Instant::now() < token.refresh_at
         {
@@ -374,11 +421,11 @@ impl<P: CredentialProvider> GraphClient<P> {
     }
 
     async fn forget_token(&self) {
-        *self.token.lock().await = None;
+        *self.session.token.lock().await = None;
     }
 
     async fn request_token(&self, deadline: Option<DateTime<Utc>>) -> Result<CachedToken, GraphError> {
-        let credentials = self.credentials.credentials().await.map_err(GraphError::Credentials)?;
+        let credentials = self.session.credentials.credentials().await.map_err(GraphError::Credentials)?;
         let endpoints = &self.settings.endpoints;
         let url = endpoints.login.join(&format!("{}/oauth2/v2.0/token", self.settings.tenant_id)).map_err(
             |error| GraphError::Credentials(format!("TENANT_ID makes an invalid token URL: {error}")),
@@ -396,7 +443,8 @@ impl<P: CredentialProvider> GraphClient<P> {
         loop {
             attempt += 1;
             let step = self.token_attempt(&url, &form, &credentials.client_id, deadline, attempt).await;
-            if let Some(result) = self.after_attempt(step, &mut attempt, deadline).await {
+            let max_attempts = self.settings.retry.max_attempts;
+            if let Some(result) = self.after_attempt(step, &mut attempt, max_attempts, deadline).await {
                 return result;
             }
         }
@@ -415,7 +463,7 @@ impl<P: CredentialProvider> GraphClient<P> {
             Ok(timeout) => timeout,
             Err(error) => return Step::Finished(Err(error)),
         };
-        self.counters.token_requests.fetch_add(1, Ordering::Relaxed);
+        self.session.token_requests.fetch_add(1, Ordering::Relaxed);
         let retry = |wait: Duration| Step::Retry {
             wait,
             exhausted: GraphError::Unavailable {
@@ -424,7 +472,7 @@ impl<P: CredentialProvider> GraphClient<P> {
             },
             late: GraphError::OutOfTime("waiting for the token endpoint would pass the deadline".into()),
         };
-        let response = match self.http.post(url.clone()).form(form).timeout(timeout).send().await {
+        let response = match self.session.http.post(url.clone()).form(form).timeout(timeout).send().await {
             Ok(response) => response,
             Err(error) if is_retryable_transport(&error) => {
                 warn!(error = %error.without_url(), attempt, "Token request failed; retrying.");
@@ -451,7 +499,7 @@ impl<P: CredentialProvider> GraphClient<P> {
             return retry(self.settings.retry.delay(attempt, after));
         }
         let error = self.token_error(response, client_id).await;
-        self.credentials.invalidate().await;
+        self.session.credentials.invalidate().await;
         Step::Finished(Err(error))
     }
 
@@ -494,6 +542,7 @@ impl<P: CredentialProvider> GraphClient<P> {
         &self,
         step: Step<T>,
         attempt: &mut u32,
+        max_attempts: u32,
         deadline: Option<DateTime<Utc>>,
     ) -> Option<Result<T, GraphError>> {
         match step {
@@ -503,7 +552,7 @@ impl<P: CredentialProvider> GraphClient<P> {
                 None
             }
             Step::Retry { wait, exhausted, late } => {
-                if *attempt >= self.settings.retry.max_attempts {
+                if *attempt >= max_attempts {
                     return Some(Err(exhausted));
                 }
                 if !self.wait_or_give_up(wait, deadline).await {
@@ -550,16 +599,41 @@ impl<P: CredentialProvider> GraphClient<P> {
     }
 
     /// GET with retries, token refresh on 401 (once), and deadline awareness.
-    async fn get(&self, url: Url, deadline: Option<DateTime<Utc>>) -> Result<FetchedPage, GraphError> {
+    async fn get(
+        &self,
+        url: Url,
+        deadline: Option<DateTime<Utc>>,
+        max_attempts: u32,
+    ) -> Result<FetchedPage, GraphError> {
         self.check_destination(&url, "page request", &self.settings.endpoints.graph)?;
         let mut refreshed = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let step = self.page_attempt(&url, deadline, attempt, &mut refreshed).await;
-            if let Some(result) = self.after_attempt(step, &mut attempt, deadline).await {
+            if let Some(result) = self.after_attempt(step, &mut attempt, max_attempts, deadline).await {
                 return result;
             }
+        }
+    }
+
+    /// A read with `$expand`: tried [`EXPANDED_ATTEMPTS`] times, then once more (with the full
+    /// retry budget) without the expansion if Graph kept failing it. The records are the same
+    /// either way, only without their alerts inlined; the alerts stream has those.
+    async fn get_expanded(&self, url: Url, deadline: Option<DateTime<Utc>>) -> Result<FetchedPage, GraphError> {
+        let attempts = EXPANDED_ATTEMPTS.min(self.settings.retry.max_attempts);
+        match self.get(url.clone(), deadline, attempts).await {
+            Err(GraphError::Unavailable { attempts, last }) => {
+                self.counters.expand_fallbacks.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    stream = self.settings.stream.name,
+                    attempts,
+                    last = %last,
+                    "Graph keeps failing a read with $expand=alerts; reading it without the expansion."
+                );
+                self.get(without_expand(&url), deadline, self.settings.retry.max_attempts).await
+            }
+            other => other,
         }
     }
 
@@ -593,6 +667,7 @@ impl<P: CredentialProvider> GraphClient<P> {
         };
         self.counters.graph_requests.fetch_add(1, Ordering::Relaxed);
         let sent = self
+            .session
             .http
             .get(url.clone())
             .bearer_auth(token.expose_secret())
@@ -738,6 +813,7 @@ impl<P: CredentialProvider> AlertSource for GraphClient<P> {
             graph_requests: stats.graph_requests,
             throttled_responses: stats.throttled_responses,
             token_requests: stats.token_requests,
+            expand_fallbacks: stats.expand_fallbacks,
         }
     }
 
@@ -755,7 +831,12 @@ impl<P: CredentialProvider> AlertSource for GraphClient<P> {
             PageRequest::Query(query) => self.query_url(&query),
             PageRequest::Next { link } => self.check_next_link(link)?,
         };
-        Ok(self.get(url, deadline).await?)
+        let expanded = url.query_pairs().any(|(name, _)| name == "$expand");
+        if expanded {
+            Ok(self.get_expanded(url, deadline).await?)
+        } else {
+            Ok(self.get(url, deadline, self.settings.retry.max_attempts).await?)
+        }
     }
 }
 
@@ -773,6 +854,7 @@ mod tests {
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            expand_alerts: false,
         };
         let credentials = StaticCredentials(ClientCredentials {
             client_id: "app".into(),

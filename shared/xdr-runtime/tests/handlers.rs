@@ -66,6 +66,7 @@ impl AlertSource for TenantSource {
             graph_requests: self.requests.load(Ordering::SeqCst),
             throttled_responses: 0,
             token_requests: self.authentications.load(Ordering::SeqCst),
+            expand_fallbacks: 0,
         }
     }
 

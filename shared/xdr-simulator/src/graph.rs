@@ -1,4 +1,4 @@
-//! Graph's `alerts_v2` listing as a pure function, behaving in each of the ways the real service
+//! Graph's `alerts_v2` and `incidents` listings as a pure function, behaving in each of the ways the real service
 //! is documented or reported to behave. The HTTP simulator and the engine's in-memory test Graph
 //! both answer through it, so the product is proven against one model of Graph, not two.
 //!
@@ -14,6 +14,9 @@
 //!   `createdDateTime` with `eq ne ge gt le lt`; `serviceSource`, `severity`, `status`,
 //!   `classification`, `determination`, `assignedTo` with `eq` and `ne`, joined by `and`, with
 //!   OData's null rules (a null is `ne` every string), or SQL's (`ne` leaves nulls out).
+//! - Incidents: `$top` above 50 answered with HTTP 400; `serviceSource` not a property;
+//!   `$expand=alerts` inlining each incident's alerts, and, with a `$filter`, answered with HTTP
+//!   500 every time (as on large tenants: elastic/integrations#18144) unless the mode says not.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -58,7 +61,40 @@ pub struct GraphBehaviour {
     pub count: bool,
     /// Whether a null is `ne` every string (OData) or `ne` nothing (as a SQL back end compares).
     pub null_is_ne: bool,
+    /// `$expand` together with `$filter` is answered with HTTP 500, every time.
+    pub expand_with_filter_fails: bool,
 }
+
+/// One Graph collection the simulator lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Collection {
+    /// The path under the Graph base URL (`v1.0/security/alerts_v2`).
+    pub path: &'static str,
+    /// The entity type named in errors.
+    pub entity: &'static str,
+    /// The string properties filterable with `eq`/`ne`.
+    pub string_properties: &'static [&'static str],
+    /// `$top` above this is answered with HTTP 400 (`None`: clamped as the mode says).
+    pub max_top: Option<usize>,
+    /// What `$expand` may name.
+    pub expandable: Option<&'static str>,
+}
+
+pub const ALERTS_V2: Collection = Collection {
+    path: "v1.0/security/alerts_v2",
+    entity: "microsoft.graph.security.alert",
+    string_properties: &["serviceSource", "severity", "status", "classification", "determination", "assignedTo"],
+    max_top: None,
+    expandable: None,
+};
+
+pub const INCIDENTS: Collection = Collection {
+    path: "v1.0/security/incidents",
+    entity: "microsoft.graph.security.incident",
+    string_properties: &["severity", "status", "classification", "determination", "assignedTo"],
+    max_top: Some(50),
+    expandable: Some("alerts"),
+};
 
 impl Default for GraphBehaviour {
     /// The strictest plausible Graph: no nextLink, `$skip` at most 500, `$top` at most 1000,
@@ -84,7 +120,8 @@ pub enum GraphMode {
     Clamped,
     /// Like strict, but `ne` leaves nulls out, as a SQL back end would (`null <> 'x'` is unknown).
     SqlNulls,
-    /// The textbook Graph: nextLinks with an unbounded `$skip`, newest first.
+    /// The textbook Graph: nextLinks with an unbounded `$skip`, newest first, and
+    /// `$expand=alerts` on incidents that works with a `$filter`.
     Lenient,
 }
 
@@ -120,6 +157,7 @@ impl GraphMode {
             default_top: 100,
             count: true,
             null_is_ne: true,
+            expand_with_filter_fails: true,
         };
         match self {
             GraphMode::Strict => strict,
@@ -136,6 +174,7 @@ impl GraphMode {
                 next_links: NextLinks::Skip,
                 max_skip: None,
                 order: ListOrder::NewestFirst,
+                expand_with_filter_fails: false,
                 ..strict
             },
         }
@@ -199,20 +238,48 @@ impl ListRequest {
 /// Graph's answer: HTTP 200 with this body, or HTTP 400 with this message.
 pub type ListAnswer = Result<String, String>;
 
-/// Answers one list request over `listing`: each alert's current version, oldest first (ties by
-/// id). `graph_url` is where nextLinks point (`http://127.0.0.1:<port>`).
+/// Answers one list request for alerts over `listing`: each alert's current version, oldest first
+/// (ties by id). `graph_url` is where nextLinks point (`http://127.0.0.1:<port>`).
 pub fn answer<R: Listed>(
     listing: &[&R],
     request: &ListRequest,
     behaviour: &GraphBehaviour,
     graph_url: &str,
 ) -> ListAnswer {
-    let filter = Filter::parse(request.get("$filter").unwrap_or(""))?;
+    answer_for(listing, request, behaviour, &ALERTS_V2, graph_url, None)
+}
+
+/// How an expanded record is written: its body with the expansion inlined.
+pub type Expand<'a, R> = &'a dyn Fn(&R) -> String;
+
+/// Answers one list request over `listing` of `collection`. `expand` writes a record when the
+/// request asks for `$expand` (the server knows what to inline; the model does not).
+pub fn answer_for<R: Listed>(
+    listing: &[&R],
+    request: &ListRequest,
+    behaviour: &GraphBehaviour,
+    collection: &Collection,
+    graph_url: &str,
+    expand: Option<Expand<'_, R>>,
+) -> ListAnswer {
+    let filter = Filter::parse(request.get("$filter").unwrap_or(""), collection)?;
+    let expanding = match request.get("$expand") {
+        None => false,
+        Some(name) if Some(name) == collection.expandable => true,
+        Some(name) => {
+            return Err(format!("Could not find a navigation property named '{name}' on type '{}'.", collection.entity));
+        }
+    };
     let top = match request.get("$top") {
-        None => behaviour.default_top,
+        None => behaviour.default_top.min(collection.max_top.unwrap_or(usize::MAX)),
         Some(text) => text.parse::<usize>().map_err(|_| format!("Invalid value '{text}' for $top."))?,
+    };
+    if let Some(max) = collection.max_top
+        && top > max
+    {
+        return Err(format!("The limit of '{max}' for Top query has been exceeded. The value from the incoming request is '{top}'."));
     }
-    .clamp(1, behaviour.max_top.max(1));
+    let top = top.clamp(1, behaviour.max_top.max(1));
     let skip = match (request.get("$skiptoken"), request.get("$skip")) {
         (Some(token), _) => decode_token(token).ok_or_else(|| "The $skiptoken is not valid.".to_owned())?,
         (None, Some(text)) => {
@@ -252,8 +319,17 @@ pub fn answer<R: Listed>(
         ListOrder::Scrambled => listed.sort_by_key(|v| scramble(v.id())),
     }
     let total = listed.len();
-    let page: Vec<&str> = listed.iter().skip(skip).take(top).map(|v| v.body()).collect();
-    let mut body = format!(r#"{{"@odata.context":"{graph_url}/v1.0/$metadata#security/alerts_v2","#);
+    let page: Vec<std::borrow::Cow<'_, str>> = listed
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|v| match expand.filter(|_| expanding) {
+            Some(expand) => std::borrow::Cow::Owned(expand(v)),
+            None => std::borrow::Cow::Borrowed(v.body()),
+        })
+        .collect();
+    let set = collection.path.rsplit_once("v1.0/").map_or(collection.path, |(_, set)| set);
+    let mut body = format!(r#"{{"@odata.context":"{graph_url}/v1.0/$metadata#{set}","#);
     if behaviour.count && request.get("$count").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         body.push_str(&format!(r#""@odata.count":{total},"#));
     }
@@ -265,6 +341,9 @@ pub fn answer<R: Listed>(
         if let Some(filter) = request.get("$filter") {
             query.insert(0, ("$filter", filter.to_owned()));
         }
+        if let Some(expand) = request.get("$expand") {
+            query.push(("$expand", expand.to_owned()));
+        }
         match behaviour.next_links {
             NextLinks::Never => {}
             NextLinks::Skip => query.push(("$skip", (skip + top).to_string())),
@@ -273,7 +352,8 @@ pub fn answer<R: Listed>(
         if behaviour.next_links != NextLinks::Never {
             let encoded: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
             body.push_str(&format!(
-                r#","@odata.nextLink":"{graph_url}/v1.0/security/alerts_v2?{}""#,
+                r#","@odata.nextLink":"{graph_url}/{}?{}""#,
+                collection.path,
                 encoded.join("&")
             ));
         }
@@ -332,8 +412,6 @@ struct Filter {
 }
 
 const DATE_PROPERTIES: [&str; 2] = ["lastUpdateDateTime", "createdDateTime"];
-const STRING_PROPERTIES: [&str; 6] =
-    ["serviceSource", "severity", "status", "classification", "determination", "assignedTo"];
 
 /// Splits a filter into tokens: words, and `'quoted strings'` with `''` for a quote.
 fn tokens(text: &str) -> Result<Vec<String>, String> {
@@ -373,7 +451,7 @@ fn tokens(text: &str) -> Result<Vec<String>, String> {
 }
 
 impl Filter {
-    fn parse(text: &str) -> Result<Self, String> {
+    fn parse(text: &str, collection: &Collection) -> Result<Self, String> {
         let tokens = tokens(text)?;
         let mut clauses = Vec::new();
         let mut rest = tokens.as_slice();
@@ -381,11 +459,14 @@ impl Filter {
             let [property, operator, value, tail @ ..] = rest else {
                 return Err(format!("Invalid filter clause near '{}'.", rest.join(" ")));
             };
-            let Some(property) =
-                DATE_PROPERTIES.iter().chain(STRING_PROPERTIES.iter()).find(|p| **p == property.as_str())
+            let Some(property) = DATE_PROPERTIES
+                .iter()
+                .chain(collection.string_properties.iter())
+                .find(|p| **p == property.as_str())
             else {
                 return Err(format!(
-                    "Could not find a property named '{property}' on type 'microsoft.graph.security.alert'."
+                    "Could not find a property named '{property}' on type '{}'.",
+                    collection.entity
                 ));
             };
             let operator = match operator.as_str() {
@@ -645,5 +726,30 @@ mod tests {
         assert_eq!(filter("severity eq null"), 5);
         assert_eq!("no-count".parse::<GraphMode>(), Ok(GraphMode::NoCount));
         assert!("fast".parse::<GraphMode>().is_err());
+    }
+
+    #[test]
+    fn incidents_reject_a_large_top_and_alert_properties_and_carry_expand_in_next_links() {
+        let versions = listing();
+        let refs: Vec<&V> = versions.iter().collect();
+        let ask = |pairs: &[(&str, &str)], behaviour: &GraphBehaviour| {
+            let params = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let expand = |v: &V| format!("{}+", v.2);
+            answer_for(&refs, &ListRequest::new(params), behaviour, &INCIDENTS, "http://graph", Some(&expand))
+        };
+        let strict = GraphBehaviour::default();
+        assert!(ask(&[("$top", "51")], &strict).unwrap_err().contains("The limit of '50' for Top query"));
+        assert_eq!(ids(&ask(&[("$top", "50")], &strict).unwrap()).len(), 10);
+        assert!(ask(&[("$filter", "serviceSource eq 'x'")], &strict).unwrap_err().contains("microsoft.graph.security.incident"));
+        assert!(ask(&[("$expand", "evidence")], &strict).is_err());
+        let links = GraphMode::SkipLinks.behaviour();
+        let body = ask(&[("$top", "4"), ("$expand", "alerts")], &links).unwrap();
+        assert!(body.contains("\"@odata.context\":\"http://graph/v1.0/$metadata#security/incidents\""));
+        assert!(body.contains("}+,"), "expanded records are written by the caller");
+        let value: serde_json::Value = serde_json::from_str(&body.replace("}+", "}")).unwrap();
+        let link = value["@odata.nextLink"].as_str().unwrap();
+        assert!(link.starts_with("http://graph/v1.0/security/incidents?") && link.contains("$expand=alerts"), "{link}");
+        assert!(ask(&[("$expand", "alerts"), ("$filter", "severity eq 'high'")], &strict).is_ok(), "the server fails those, not the model");
+        assert!(strict.expand_with_filter_fails && !GraphMode::Lenient.behaviour().expand_with_filter_fails);
     }
 }

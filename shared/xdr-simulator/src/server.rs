@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::graph::{GraphBehaviour, GraphMode, ListRequest, answer};
+use crate::graph::{ALERTS_V2, Collection, GraphBehaviour, GraphMode, INCIDENTS, ListRequest, answer_for};
+use crate::incidents::Incidents;
 use crate::tenant::{SimTenant, SimVersion};
 
 /// A fault applied to the next Graph request(s), in order.
@@ -110,6 +111,8 @@ pub(crate) struct SimState {
     /// What Graph lists, kept between requests until the tenant changes or a late version
     /// becomes visible (so a million-alert tenant does not rebuild it for every page).
     pub listing: Option<Listing>,
+    /// The incidents derived from the tenant's alerts, and their listing, kept the same way.
+    pub incidents: Option<(Incidents, Listing)>,
 }
 
 pub(crate) struct Listing {
@@ -120,22 +123,22 @@ pub(crate) struct Listing {
 }
 
 impl Listing {
-    fn build(tenant: &SimTenant, now: DateTime<Utc>) -> Self {
+    fn build(versions: &[SimVersion], now: DateTime<Utc>) -> Self {
         let mut latest: HashMap<&str, usize> = HashMap::new();
         let mut valid_until: Option<DateTime<Utc>> = None;
-        for (index, version) in tenant.versions.iter().enumerate() {
+        for (index, version) in versions.iter().enumerate() {
             if version.visible_at > now {
                 valid_until = Some(valid_until.map_or(version.visible_at, |t| t.min(version.visible_at)));
                 continue;
             }
             let entry = latest.entry(version.id.as_str()).or_insert(index);
-            if version.last_update > tenant.versions[*entry].last_update {
+            if version.last_update > versions[*entry].last_update {
                 *entry = index;
             }
         }
         let mut by_time: Vec<usize> = latest.into_values().collect();
         by_time.sort_by(|a, b| {
-            let (a, b) = (&tenant.versions[*a], &tenant.versions[*b]);
+            let (a, b) = (&versions[*a], &versions[*b]);
             a.last_update.cmp(&b.last_update).then(a.id.cmp(&b.id))
         });
         Self { by_time, valid_until }
@@ -179,10 +182,12 @@ impl Simulator {
             issued: 0,
             base_url: base_url.clone(),
             listing: None,
+            incidents: None,
         }));
         let app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .route("/v1.0/security/alerts_v2", get(alerts))
+            .route("/v1.0/security/incidents", get(incidents))
             .with_state(state.clone());
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -217,6 +222,7 @@ impl Simulator {
     pub fn with_tenant<R>(&self, change: impl FnOnce(&mut SimTenant) -> R) -> R {
         let mut sim = lock(&self.state);
         sim.listing = None;
+        sim.incidents = None;
         change(&mut sim.tenant)
     }
 
@@ -501,6 +507,25 @@ async fn alerts(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    list(state, headers, query, &ALERTS_V2).await
+}
+
+async fn incidents(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    list(state, headers, query, &INCIDENTS).await
+}
+
+/// One list request of either collection: faults first (they are shared, in order, by every
+/// Graph request), then the listing.
+async fn list(
+    state: Shared,
+    headers: HeaderMap,
+    query: HashMap<String, String>,
+    collection: &'static Collection,
+) -> Response {
     let request_id = format!(
         "{:08x}-sim0-4000-8000-{:012x}",
         fastish_random(1) >> 32,
@@ -524,10 +549,10 @@ async fn alerts(
         pairs.sort();
         pairs.join("&")
     };
-    let response = serve_alerts(&mut sim, &headers, &query, fault, &request_id);
+    let response = serve_list(&mut sim, &headers, &query, fault, &request_id, collection);
     sim.log.push(RequestRecord {
         at: std::time::Instant::now(),
-        endpoint: "alerts",
+        endpoint: if *collection == INCIDENTS { "incidents" } else { "alerts" },
         query: query_text,
         status: response.status().as_u16(),
         prefer,
@@ -535,12 +560,13 @@ async fn alerts(
     response
 }
 
-fn serve_alerts(
+fn serve_list(
     sim: &mut SimState,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
     fault: Option<Fault>,
     request_id: &str,
+    collection: &Collection,
 ) -> Response {
     if fault == Some(Fault::ExpireTokens) {
         let past = Utc::now() - TimeDelta::seconds(1);
@@ -581,14 +607,42 @@ fn serve_alerts(
     if fault == Some(Fault::ValueNotAnArray) {
         return json_response(StatusCode::OK, r#"{"@odata.context":"x","value":{"id":"a"}}"#.into());
     }
+    if *collection == INCIDENTS
+        && sim.options.graph.expand_with_filter_fails
+        && query.contains_key("$expand")
+        && query.contains_key("$filter")
+    {
+        // What large tenants get for good (elastic/integrations#18144).
+        return graph_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "An unexpected error occurred while processing the request.",
+            request_id,
+        );
+    }
     let now = Utc::now();
     if sim.listing.as_ref().is_none_or(|listing| listing.valid_until.is_some_and(|t| t <= now)) {
-        sim.listing = Some(Listing::build(&sim.tenant, now));
+        sim.listing = Some(Listing::build(&sim.tenant.versions, now));
     }
-    let Some(listing) = sim.listing.as_ref() else {
+    if *collection == INCIDENTS
+        && sim.incidents.as_ref().is_none_or(|(_, listing)| listing.valid_until.is_some_and(|t| t <= now))
+    {
+        let incidents = sim.tenant.incidents();
+        let listing = Listing::build(&incidents.versions, now);
+        sim.incidents = Some((incidents, listing));
+    }
+    let Some(alerts) = sim.listing.as_ref() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let versions = &sim.tenant.versions;
+    let no_incidents = Incidents::default();
+    let (versions, listing, incidents) = if *collection == INCIDENTS {
+        let Some((incidents, listing)) = sim.incidents.as_ref() else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        (&incidents.versions, listing, incidents)
+    } else {
+        (&sim.tenant.versions, alerts, &no_incidents)
+    };
     let mut listed: Vec<&SimVersion> = listing.by_time.iter().map(|i| &versions[*i]).collect();
     // One provider behind the API failed: its alerts are missing from this answer.
     let missing_provider = "microsoftDefenderForEndpoint";
@@ -600,7 +654,20 @@ fn serve_alerts(
     } else {
         sim.base_url.clone()
     };
-    let mut body = match answer(&listed, &ListRequest::new(query.clone()), &sim.options.graph, &graph_url) {
+    // `$expand=alerts`: each incident with its alerts as listed now.
+    let current_alerts: HashMap<&str, &str> = if query.contains_key("$expand") {
+        alerts.by_time.iter().map(|i| (sim.tenant.versions[*i].id.as_str(), sim.tenant.versions[*i].body.as_str())).collect()
+    } else {
+        HashMap::new()
+    };
+    let expand = |incident: &SimVersion| {
+        let members = incidents.members.get(&incident.id).map(Vec::as_slice).unwrap_or_default();
+        let bodies: Vec<&str> = members.iter().filter_map(|id| current_alerts.get(id.as_str()).copied()).collect();
+        crate::incidents::expanded(&incident.body, &bodies)
+    };
+    let request = ListRequest::new(query.clone());
+    let answered = answer_for(&listed, &request, &sim.options.graph, collection, &graph_url, Some(&expand));
+    let mut body = match answered {
         Ok(body) => body,
         Err(message) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", &message, request_id),
     };
@@ -608,7 +675,7 @@ fn serve_alerts(
         // The fault is a nextLink to another host, whatever the mode.
         body.truncate(body.len() - 1);
         body.push_str(
-            r#","@odata.nextLink":"http://graph.attacker.example/v1.0/security/alerts_v2?$skip=1"}"#,
+            &format!(r#","@odata.nextLink":"http://graph.attacker.example/{}?$skip=1"}}"#, collection.path),
         );
     }
     if fault == Some(Fault::TruncatedPage) {

@@ -122,8 +122,29 @@ impl SimTenant {
                 tenant.add_update(&id, at.min(now - TimeDelta::milliseconds(1)), TimeDelta::zero(), &mut rng);
             }
         }
+        // In time order, as they happened: the incidents are derived in this order (see
+        // `incidents`), and an alert's history generated at once would make them jump around.
+        tenant.versions.sort_by(|a, b| a.last_update.cmp(&b.last_update).then(a.id.cmp(&b.id)));
+        tenant.latest.clear();
+        tenant.rebuild_index_if_needed();
         tenant.active_until = now;
         tenant
+    }
+
+    /// The tenant's incidents, derived from its alert versions (see [`crate::incidents`]).
+    pub fn incidents(&self) -> crate::incidents::Incidents {
+        crate::incidents::derive(&self.tenant_id, &self.versions)
+    }
+
+    /// What Graph lists of the incidents at `now` (see [`SimTenant::current_versions`]).
+    pub fn current_incidents(&self, now: DateTime<Utc>) -> Vec<SimVersion> {
+        current_of(&self.incidents().versions, now).into_iter().cloned().collect()
+    }
+
+    /// The incident versions Graph lists during all of `[start, end]` (see
+    /// [`SimTenant::listed_throughout`]).
+    pub fn incidents_listed_throughout(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<SimVersion> {
+        listed_throughout_of(&self.incidents().versions, start, end).into_iter().cloned().collect()
     }
 
     /// The tenant's primary domain: Entra accepts it in place of the GUID in the token URL.
@@ -241,30 +262,41 @@ impl SimTenant {
 
     /// What Graph lists at `now`: each alert's newest version that is visible.
     pub fn current_versions(&self, now: DateTime<Utc>) -> Vec<&SimVersion> {
-        let mut latest: HashMap<&str, &SimVersion> = HashMap::new();
-        for version in self.versions.iter().filter(|v| v.visible_at <= now) {
-            let entry = latest.entry(version.id.as_str()).or_insert(version);
-            if version.last_update > entry.last_update {
-                *entry = version;
-            }
-        }
-        latest.into_values().collect()
+        current_of(&self.versions, now)
     }
 
     /// The versions Graph lists during all of `[start, end]`: visible by `start`, and not
     /// superseded by a newer version of the same alert visible by `end`. A run over that interval
     /// that reports itself complete must have written each of these.
     pub fn listed_throughout(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<&SimVersion> {
-        let mut newest_by_end: HashMap<&str, DateTime<Utc>> = HashMap::new();
-        for version in self.versions.iter().filter(|v| v.visible_at <= end) {
-            let newest = newest_by_end.entry(version.id.as_str()).or_insert(version.last_update);
-            *newest = (*newest).max(version.last_update);
-        }
-        self.versions
-            .iter()
-            .filter(|v| v.visible_at <= start && newest_by_end.get(v.id.as_str()) == Some(&v.last_update))
-            .collect()
+        listed_throughout_of(&self.versions, start, end)
     }
+}
+
+/// Each record's newest version visible at `now`.
+pub fn current_of(versions: &[SimVersion], now: DateTime<Utc>) -> Vec<&SimVersion> {
+    let mut latest: HashMap<&str, &SimVersion> = HashMap::new();
+    for version in versions.iter().filter(|v| v.visible_at <= now) {
+        let entry = latest.entry(version.id.as_str()).or_insert(version);
+        if version.last_update > entry.last_update {
+            *entry = version;
+        }
+    }
+    latest.into_values().collect()
+}
+
+/// The versions listed during all of `[start, end]`: visible by `start`, and not superseded by a
+/// newer version of the same record visible by `end`.
+pub fn listed_throughout_of(versions: &[SimVersion], start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<&SimVersion> {
+    let mut newest_by_end: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    for version in versions.iter().filter(|v| v.visible_at <= end) {
+        let newest = newest_by_end.entry(version.id.as_str()).or_insert(version.last_update);
+        *newest = (*newest).max(version.last_update);
+    }
+    versions
+        .iter()
+        .filter(|v| v.visible_at <= start && newest_by_end.get(v.id.as_str()) == Some(&v.last_update))
+        .collect()
 }
 
 fn jitter(rng: &mut Rng, step: TimeDelta) -> TimeDelta {
