@@ -173,7 +173,7 @@ async fn an_in_progress_backfill_of_the_first_release_carries_on() {
         sink: &sink,
         clock: &SystemClock,
     };
-    let request = BackfillRequest { start, end: Some(end) };
+    let request = BackfillRequest { start, end: Some(end), stream: xdr_core::stream::ALERTS };
     let run = RunRequest { run_id: "release1".into(), deadline: None, identity: None };
     let mut settings = config.backfill_settings(&domain);
     settings.concurrency = 1;

@@ -1,4 +1,4 @@
-//! `xdr-sync`: pulls new and updated Microsoft Defender XDR alerts from Graph.
+//! `xdr-sync`: pulls new and updated Microsoft Defender XDR alerts (and incidents) from Graph.
 //!
 //! Under Lambda (`AWS_LAMBDA_RUNTIME_API` set) it serves scheduled invocations: credentials from
 //! Secrets Manager, state in DynamoDB, objects in S3. Outside Lambda it runs locally: `xdr-sync`
@@ -7,7 +7,6 @@
 //! out) add `xdr-sync demo`, the whole job against a simulated tenant, and `xdr-sync simulate`,
 //! which serves the simulated tenant for your own experiments.
 
-#[cfg(feature = "demo")]
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,7 +20,7 @@ use xdr_demo::{DemoOptions, GraphMode, run_demo, simulate};
 use xdr_local::FileStateStore;
 use xdr_runtime::entry::{run_main, under_lambda};
 use xdr_runtime::lambda::{Function, serve};
-use xdr_runtime::local::run_local;
+use xdr_runtime::local::{run_local, stream_state_file};
 use xdr_runtime::report::{describe_folder, describe_run};
 use xdr_runtime::state_admin;
 use xdr_runtime::{AppError, LocalConfig, SyncConfig, logging};
@@ -62,10 +61,14 @@ enum Command {
         /// for it (DynamoDB only; the state's key is named by the GUID).
         #[arg(long)]
         tenant: Option<String>,
+        /// Which stream's state: alerts or incidents.
+        #[arg(long, default_value = "alerts")]
+        stream: String,
         #[command(subcommand)]
         action: StateAction,
     },
-    /// Serve a simulated tenant (Entra token endpoint + Graph alerts_v2) until interrupted.
+    /// Serve a simulated tenant (Entra token endpoint + Graph alerts_v2 and incidents) until
+    /// interrupted.
     #[cfg(feature = "demo")]
     Simulate {
         #[arg(long, default_value_t = 8080)]
@@ -109,7 +112,7 @@ fn main() -> ExitCode {
                 logging::init("info");
                 simulate(port, alerts, graph_mode).await
             }
-            Some(Command::State { tenant, action }) => state(tenant, action).await,
+            Some(Command::State { tenant, stream, action }) => state(tenant, &stream, action).await,
         }
     })
 }
@@ -119,16 +122,39 @@ async fn sync() -> Result<(), AppError> {
     let env = |name: &str| std::env::var(name).ok();
     let config = SyncConfig::from_lookup(env, Utc::now())?;
     let local = LocalConfig::from_lookup(env)?;
-    let (summary, stats) = run_local(&config, &local).await?;
-    print!("{}", describe_run("Sync", &summary, &stats));
-    print!("{}", describe_folder(&local.output_dir.join(config.engine.layout.data_prefix())));
-    Ok(())
+    let mut failed = None;
+    for run in run_local(&config, &local).await? {
+        let stream = run.stream;
+        match run.result {
+            Ok((summary, stats)) => {
+                print!(
+                    "{}",
+                    describe_run(&format!("Sync of {}", stream.name), stream.noun, &summary, &stats)
+                );
+                let layout = config.for_stream(stream)?.engine.layout;
+                print!("{}", describe_folder(&local.output_dir.join(layout.data_prefix()), stream.noun));
+            }
+            Err(error) => {
+                println!("Sync of {}: failed ({}): {error}", stream.name, error.kind());
+                failed = failed.or(Some(error));
+            }
+        }
+    }
+    // Every stream ran; the command fails if one of them did.
+    failed.map_or(Ok(()), Err)
 }
 
-async fn state(tenant: Option<String>, action: StateAction) -> Result<(), AppError> {
+async fn state(tenant: Option<String>, stream: &str, action: StateAction) -> Result<(), AppError> {
     logging::init("warn");
     let env = |name: &str| std::env::var(name).ok();
     let config = SyncConfig::from_lookup(env, Utc::now())?;
+    let stream = xdr_core::stream::by_name(stream).ok_or_else(|| {
+        AppError::InvalidEvent(format!(
+            "--stream `{stream}` is not a stream; use one of {}",
+            xdr_core::stream::names()
+        ))
+    })?;
+    let config = config.for_stream(stream)?;
     match env("STATE_TABLE").filter(|table| !table.is_empty()) {
         Some(table) => {
             // Only the table is needed; the SDK finds region, credentials and endpoints as usual.
@@ -154,7 +180,9 @@ async fn state(tenant: Option<String>, action: StateAction) -> Result<(), AppErr
             }
         }
         None => {
-            let path = env("STATE_FILE").unwrap_or_else(|| DEFAULT_STATE_FILE.into());
+            let path = PathBuf::from(env("STATE_FILE").unwrap_or_else(|| DEFAULT_STATE_FILE.into()));
+            let path =
+                if stream == xdr_core::stream::ALERTS { path } else { stream_state_file(&path, stream.name) };
             state_action(&FileStateStore::new(path), &config, action).await
         }
     }

@@ -374,13 +374,19 @@ fn parse_streams(text: &str) -> Result<Vec<Stream>, ConfigError> {
         let stream = xdr_core::stream::by_name(&name.to_ascii_lowercase()).ok_or_else(|| {
             ConfigError::new(
                 "STREAMS",
-                format!("`{name}` is not a stream; use a comma-separated list of {}", xdr_core::stream::names()),
+                format!(
+                    "`{name}` is not a stream; use a comma-separated list of {}",
+                    xdr_core::stream::names()
+                ),
             )
         })?;
         wanted.push(stream);
     }
     if wanted.is_empty() {
-        return Err(ConfigError::new("STREAMS", format!("names no stream; use one or more of {}", xdr_core::stream::names())));
+        return Err(ConfigError::new(
+            "STREAMS",
+            format!("names no stream; use one or more of {}", xdr_core::stream::names()),
+        ));
     }
     Ok(xdr_core::stream::STREAMS.iter().copied().filter(|stream| wanted.contains(stream)).collect())
 }
@@ -535,15 +541,23 @@ mod tests {
         assert!(incidents.graph_settings().expand_alerts);
         assert_eq!(incidents.keys("g").0.sync(), "sync#g#incidents");
         assert!(incidents.keys("g").1.is_empty(), "the first release had no incidents");
-        assert!(incidents.engine_for("AB").layout.data_key(
-            chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
-            &xdr_core::layout::ObjectName::new(now(), "r", 1)
-        ).starts_with("defender-xdr/incidents/tenant=ab/dt=2026-11-28/"));
+        assert!(
+            incidents
+                .engine_for("AB")
+                .layout
+                .data_key(
+                    chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
+                    &xdr_core::layout::ObjectName::new(now(), "r", 1)
+                )
+                .starts_with("defender-xdr/incidents/tenant=ab/dt=2026-11-28/")
+        );
         let alerts = config.for_stream(ALERTS).unwrap();
         assert_eq!(alerts.engine.page_size, 1000);
         assert_eq!(alerts.engine.layout.data_prefix(), "defender-xdr/alerts");
         // Alerts alone: an OUTPUT_PREFIX that would hold the incidents' default is fine.
-        assert!(parse(&[("TENANT_ID", "t.example"), ("OUTPUT_PREFIX", "defender-xdr/incidents/old")]).is_ok());
+        assert!(
+            parse(&[("TENANT_ID", "t.example"), ("OUTPUT_PREFIX", "defender-xdr/incidents/old")]).is_ok()
+        );
     }
 
     #[test]
@@ -568,15 +582,27 @@ mod tests {
             (&[("TENANT_ID", "t.example"), ("STREAMS", " , ")], "STREAMS"),
             (&[("TENANT_ID", "t.example"), ("INCIDENTS_EXPAND_ALERTS", "maybe")], "INCIDENTS_EXPAND_ALERTS"),
             (
-                &[("TENANT_ID", "t.example"), ("STREAMS", "alerts,incidents"), ("INCIDENTS_PREFIX", "defender-xdr/alerts/inc")],
+                &[
+                    ("TENANT_ID", "t.example"),
+                    ("STREAMS", "alerts,incidents"),
+                    ("INCIDENTS_PREFIX", "defender-xdr/alerts/inc"),
+                ],
                 "INCIDENTS_PREFIX",
             ),
             (
-                &[("TENANT_ID", "t.example"), ("STREAMS", "incidents"), ("OUTPUT_PREFIX", "defender-xdr/incidents/old")],
+                &[
+                    ("TENANT_ID", "t.example"),
+                    ("STREAMS", "incidents"),
+                    ("OUTPUT_PREFIX", "defender-xdr/incidents/old"),
+                ],
                 "INCIDENTS_PREFIX",
             ),
             (
-                &[("TENANT_ID", "t.example"), ("STREAMS", "incidents"), ("INCIDENTS_PREFIX", "defender-xdr/quarantine/i")],
+                &[
+                    ("TENANT_ID", "t.example"),
+                    ("STREAMS", "incidents"),
+                    ("INCIDENTS_PREFIX", "defender-xdr/quarantine/i"),
+                ],
                 "INCIDENTS_PREFIX",
             ),
             (&[("TENANT_ID", "a/b")], "TENANT_ID"),

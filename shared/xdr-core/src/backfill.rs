@@ -26,15 +26,26 @@ pub struct BackfillRequest {
     pub start: DateTime<Utc>,
     /// `None`: up to where the live sync's coverage begins (or now if it never ran).
     pub end: Option<DateTime<Utc>>,
+    /// What is backfilled (`"stream"`; alerts when the event does not say).
+    pub stream: crate::stream::Stream,
 }
 
 impl BackfillRequest {
     pub fn from_event(event: &Value, now: DateTime<Utc>) -> Result<Self, BackfillEventError> {
         let object = event.as_object().ok_or(BackfillEventError::NotAnObject)?;
         // A typo (`"End"`) must not silently become an open-ended window.
-        if let Some(key) = object.keys().find(|key| !matches!(key.as_str(), "start" | "end")) {
+        if let Some(key) = object.keys().find(|key| !matches!(key.as_str(), "start" | "end" | "stream")) {
             return Err(BackfillEventError::UnknownKey { key: key.clone() });
         }
+        let stream = match object.get("stream") {
+            None | Some(Value::Null) => crate::stream::ALERTS,
+            Some(value) => value.as_str().and_then(crate::stream::by_name).ok_or_else(|| {
+                BackfillEventError::UnknownStream {
+                    value: value.as_str().map_or_else(|| value.to_string(), str::to_owned),
+                    known: crate::stream::names(),
+                }
+            })?,
+        };
         let read = |field: &'static str| -> Result<Option<DateTime<Utc>>, BackfillEventError> {
             match object.get(field) {
                 None | Some(Value::Null) => Ok(None),
@@ -57,7 +68,7 @@ impl BackfillRequest {
                 end: format_human(end),
             });
         }
-        Ok(Self { start, end })
+        Ok(Self { start, end, stream })
     }
 
     /// This request's manifest: the same event always resumes the same backfill.
@@ -589,6 +600,15 @@ mod tests {
         );
         let bad = |event: Value| BackfillRequest::from_event(&event, now()).unwrap_err();
         assert_eq!(bad(json!([1])), BackfillEventError::NotAnObject);
+        assert!(matches!(
+            bad(json!({"start": "2026-11-01T00:00:00Z", "stream": "incident"})),
+            BackfillEventError::UnknownStream { .. }
+        ));
+        let incidents = BackfillRequest::from_event(
+            &json!({"start": "2026-11-01T00:00:00Z", "stream": "incidents"}),
+            now(),
+        );
+        assert_eq!(incidents.unwrap().stream, crate::stream::INCIDENTS);
         assert_eq!(bad(json!({})), BackfillEventError::MissingStart);
         assert!(matches!(
             bad(json!({"start": "last monday"})),
@@ -610,7 +630,8 @@ mod tests {
 
     #[test]
     fn the_same_event_names_the_same_state() {
-        let request = BackfillRequest { start: t("2026-11-01T00:00:00Z"), end: None };
+        let request =
+            BackfillRequest { start: t("2026-11-01T00:00:00Z"), end: None, stream: crate::stream::ALERTS };
         let keys = StateKeys::new("5db5d7e5-4c1e-4a31-9c5e-0123456789ab", crate::stream::ALERTS);
         assert_eq!(
             request.manifest_key(&keys),
@@ -625,18 +646,19 @@ mod tests {
             bad(json!({"start": "2026-11-01T00:00:00Z", "End": "2026-11-08T00:00:00Z"})),
             BackfillEventError::UnknownKey { key: "End".into() }
         );
-        let ancient = BackfillRequest { start: t("0001-01-01T00:00:00Z"), end: None };
+        let ancient =
+            BackfillRequest { start: t("0001-01-01T00:00:00Z"), end: None, stream: crate::stream::ALERTS };
         assert!(matches!(
             plan(&ancient, None, None, now()),
             Err(BackfillEventError::StartBeforeRetention { retention_days: 180, .. })
         ));
-        let oldest = BackfillRequest { start: now() - RETENTION, end: None };
+        let oldest = BackfillRequest { start: now() - RETENTION, end: None, stream: crate::stream::ALERTS };
         match plan(&oldest, None, None, now()).unwrap() {
             BackfillPlan::Read { start, end, .. } => assert!(parts(start, end).len() <= MAX_PARTS),
             other => panic!("{other:?}"),
         }
         // A resumed window was checked when it began; time passing does not stop it.
-        let resumed = BackfillRequest { start: now() - RETENTION, end: None };
+        let resumed = BackfillRequest { start: now() - RETENTION, end: None, stream: crate::stream::ALERTS };
         let later = now() + TimeDelta::days(3);
         assert!(plan(&resumed, Some(now()), None, later).is_ok());
     }
@@ -663,8 +685,11 @@ mod tests {
         );
         assert!(parts(start, start).is_empty());
         // A window that starts mid-day reads the whole day, and says so.
-        let request =
-            BackfillRequest { start: t("2026-11-01T06:00:00Z"), end: Some(t("2026-11-02T00:00:00Z")) };
+        let request = BackfillRequest {
+            start: t("2026-11-01T06:00:00Z"),
+            end: Some(t("2026-11-02T00:00:00Z")),
+            stream: crate::stream::ALERTS,
+        };
         match plan(&request, None, None, now()).unwrap() {
             BackfillPlan::Read { start: planned, note, .. } => {
                 assert_eq!(planned, start);
@@ -675,8 +700,11 @@ mod tests {
     }
     #[test]
     fn windows_stop_where_the_live_sync_begins() {
-        let request =
-            BackfillRequest { start: t("2026-11-01T00:00:00Z"), end: Some(t("2026-11-20T00:00:00Z")) };
+        let request = BackfillRequest {
+            start: t("2026-11-01T00:00:00Z"),
+            end: Some(t("2026-11-20T00:00:00Z")),
+            stream: crate::stream::ALERTS,
+        };
         let floor = t("2026-11-15T00:00:00Z");
         match plan(&request, None, Some(floor), now()).unwrap() {
             BackfillPlan::Read { end, note, .. } => {
@@ -685,7 +713,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let open = BackfillRequest { start: t("2026-11-01T00:00:00Z"), end: None };
+        let open =
+            BackfillRequest { start: t("2026-11-01T00:00:00Z"), end: None, stream: crate::stream::ALERTS };
         assert_eq!(
             plan(&open, None, None, now()).unwrap(),
             BackfillPlan::Read { start: open.start, end: now(), note: None }
@@ -694,8 +723,11 @@ mod tests {
             plan(&open, None, Some(floor), now()).unwrap(),
             BackfillPlan::Read { start: open.start, end: floor, note: None }
         );
-        let inside =
-            BackfillRequest { start: t("2026-11-16T00:00:00Z"), end: Some(t("2026-11-20T00:00:00Z")) };
+        let inside = BackfillRequest {
+            start: t("2026-11-16T00:00:00Z"),
+            end: Some(t("2026-11-20T00:00:00Z")),
+            stream: crate::stream::ALERTS,
+        };
         assert!(matches!(plan(&inside, None, Some(floor), now()), Ok(BackfillPlan::Nothing { .. })));
         // Resuming keeps the window fixed at the first invocation.
         let fixed = t("2026-11-10T00:00:00Z");

@@ -82,8 +82,12 @@ pub enum BackfillEventError {
     StartNotBeforeEnd { start: String, end: String },
     #[error("`start` ({start}) is in the future")]
     StartInFuture { start: String },
-    #[error("the event has an unknown key `{key}`; a backfill event has only `start` and optionally `end`")]
+    #[error(
+        "the event has an unknown key `{key}`; a backfill event has only `start` and optionally `end` and `stream`"
+    )]
     UnknownKey { key: String },
+    #[error("`stream` is `{value}`, which is not a stream; use one of {known}")]
+    UnknownStream { value: String, known: String },
     #[error(
         "`start` ({start}) is before {floor}: Defender XDR keeps alerts for {retention_days} days, so Graph has nothing older to read"
     )]

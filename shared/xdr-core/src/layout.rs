@@ -223,7 +223,10 @@ mod tests {
         let date = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
         let alerts = OutputLayout::new("xdr/alerts", "xdr/q").unwrap().with_tenant_partition("AB-1");
         let incidents = alerts.for_stream(INCIDENTS, "INCIDENTS_PREFIX", "/xdr/incidents/").unwrap();
-        assert_eq!(incidents.data_key(date, &name()), format!("xdr/incidents/tenant=ab-1/dt=2026-11-28/{}", name().0));
+        assert_eq!(
+            incidents.data_key(date, &name()),
+            format!("xdr/incidents/tenant=ab-1/dt=2026-11-28/{}", name().0)
+        );
         assert_eq!(incidents.quarantine_prefix(), "xdr/q/incidents");
         assert_eq!(incidents.tenant_marker_key("g"), "defender-xdr/control/tenants/g/sync-incidents.json");
         assert_eq!(alerts.tenant_marker_key("g"), "defender-xdr/control/tenants/g/sync.json");

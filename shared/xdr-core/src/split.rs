@@ -362,7 +362,10 @@ mod tests {
         // Both ways failed: severity is not used again (status has one value: nothing left).
         assert_eq!(choose_split(ALL, &[], &sample, &[first.by, again.by]), None);
         let created = vec![record(same, "a", None), record("2026-11-02T00:00:00Z", "a", None)];
-        assert_ne!(choose_split(ALL, &[], &created, &[SplitBy::Created]).map(|s| s.by), Some(SplitBy::Created));
+        assert_ne!(
+            choose_split(ALL, &[], &created, &[SplitBy::Created]).map(|s| s.by),
+            Some(SplitBy::Created)
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ use crate::query::Property;
 pub struct Stream {
     /// The name in state keys, events, metrics and logs (`alerts`).
     pub name: &'static str,
+    /// What one record is called in messages (`alert`).
+    pub noun: &'static str,
     /// The collection's path under the Graph base URL.
     pub resource_path: &'static str,
     /// The application permission Graph wants for it (named when it answers 403).
@@ -32,6 +34,7 @@ pub struct Stream {
 /// Alerts (`/security/alerts_v2`).
 pub const ALERTS: Stream = Stream {
     name: "alerts",
+    noun: "alert",
     resource_path: "v1.0/security/alerts_v2",
     permission: "SecurityAlert.Read.All",
     default_prefix: crate::layout::DEFAULT_OUTPUT_PREFIX,
@@ -53,6 +56,7 @@ pub const ALERTS: Stream = Stream {
 /// `serviceSource` is not one of its properties.
 pub const INCIDENTS: Stream = Stream {
     name: "incidents",
+    noun: "incident",
     resource_path: "v1.0/security/incidents",
     permission: "SecurityIncident.Read.All",
     default_prefix: crate::layout::DEFAULT_INCIDENTS_PREFIX,
@@ -99,6 +103,6 @@ mod tests {
     #[test]
     fn incidents_are_never_split_by_a_property_they_do_not_have() {
         assert!(!INCIDENTS.split_properties.contains(&Property::ServiceSource));
-        assert!(INCIDENTS.max_page_size <= 50);
+        assert_eq!(INCIDENTS.max_page_size, 50);
     }
 }

@@ -1,7 +1,7 @@
 //! `xdr-sync demo`: the whole job with nothing configured. A simulated tenant (kept in the demo
 //! folder, so it lives on between runs) is served over HTTP on loopback; the real Graph client,
-//! handler and engine sync it into a folder, once as it is and once more after the tenant has
-//! moved on. And `xdr-sync simulate`: the simulated tenant alone, for your own experiments.
+//! handler and engine sync both streams (alerts and the incidents that group them) into a folder,
+//! once as it is and once more after the tenant has moved on. And `xdr-sync simulate`: the simulated tenant alone, for your own experiments.
 //!
 //! Local builds only: the simulated tenant brings an HTTP server (axum) that the Lambda build
 //! leaves out (the `demo` feature of `xdr-sync`).
@@ -12,7 +12,7 @@ use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
 use xdr_config::SyncConfig;
 use xdr_runtime::AppError;
-use xdr_runtime::local::{Folders, sync_into_folder};
+use xdr_runtime::local::{Folders, LocalRun, sync_streams_into_folder};
 use xdr_runtime::report::{describe_folder, describe_run};
 pub use xdr_simulator::GraphMode;
 use xdr_simulator::{Activity, Fault, SimOptions, SimTenant, Simulator};
@@ -81,9 +81,11 @@ pub async fn run_demo(options: &DemoOptions) -> Result<String, AppError> {
                 HISTORY_ALERTS,
             );
             out.push_str(&format!(
-                "Created simulated tenant {} with {HISTORY_ALERTS} alerts over the last {HISTORY_DAYS} days ({} alert versions, every service source, late arrivals, shared timestamps).\n",
+                "Created simulated tenant {} with {HISTORY_ALERTS} alerts over the last {HISTORY_DAYS} days ({} alert versions, every service source, late arrivals, shared timestamps) in {} incidents ({} incident versions).\n",
                 tenant.tenant_id,
-                tenant.versions.len()
+                tenant.versions.len(),
+                tenant.incidents().members.len(),
+                tenant.incidents().versions.len(),
             ));
             (tenant, true)
         }
@@ -115,6 +117,7 @@ pub async fn run_demo(options: &DemoOptions) -> Result<String, AppError> {
             "BACKFILL_START" => Some(backfill_start.to_rfc3339()),
             // Small pages so the demo shows paging across many pages.
             "PAGE_SIZE" => Some("100".into()),
+            "STREAMS" => Some("alerts,incidents".into()),
             _ => None,
         },
         Utc::now(),
@@ -125,8 +128,8 @@ pub async fn run_demo(options: &DemoOptions) -> Result<String, AppError> {
 
     let result = async {
         let title = if first_time { "Sync 1 (initial, from the start of the tenant's history)" } else { "Sync 1 (incremental)" };
-        let (summary, stats) = sync_into_folder(&config, &client_id, &secret, &folders, None).await?;
-        out.push_str(&describe_run(title, &summary, &stats));
+        let runs = sync_streams_into_folder(&config, &client_id, &secret, &folders, &serde_json::json!({}), None).await?;
+        describe_runs(&mut out, title, runs)?;
 
         let wanted = Activity { new_alerts: 6, updates: 9, late: 1, bulk: 4 };
         let activity = simulator.with_tenant(|tenant| tenant.produce(Utc::now(), wanted));
@@ -134,8 +137,8 @@ pub async fn run_demo(options: &DemoOptions) -> Result<String, AppError> {
             "\nMeanwhile the tenant raised {} alerts ({} of them visible 9 minutes late) and updated {} ({} at one shared instant).\n",
             activity.new_alerts, activity.late, activity.updates, activity.bulk
         ));
-        let (summary, stats) = sync_into_folder(&config, &client_id, &secret, &folders, None).await?;
-        out.push_str(&describe_run("Sync 2 (incremental)", &summary, &stats));
+        let runs = sync_streams_into_folder(&config, &client_id, &secret, &folders, &serde_json::json!({}), None).await?;
+        describe_runs(&mut out, "Sync 2 (incremental)", runs)?;
         Ok::<(), AppError>(())
     }
     .await;
@@ -145,7 +148,10 @@ pub async fn run_demo(options: &DemoOptions) -> Result<String, AppError> {
     result?;
 
     out.push('\n');
-    out.push_str(&describe_folder(&output_dir.join(config.engine.layout.data_prefix())));
+    for stream in &config.streams {
+        let layout = config.for_stream(*stream)?.engine.layout;
+        out.push_str(&describe_folder(&output_dir.join(layout.data_prefix()), stream.noun));
+    }
     out.push_str(&format!(
         "State: {}\nTenant: {}\nRun the same command again: the tenant keeps producing alerts, and the sync writes only what changed.\n",
         state_file.display(),
@@ -154,7 +160,22 @@ pub async fn run_demo(options: &DemoOptions) -> Result<String, AppError> {
     Ok(out)
 }
 
-/// `xdr-sync simulate`: serves a simulated tenant (Entra token endpoint + Graph alerts_v2) on
+/// Adds each stream's run to `out`; the first failure fails the demo.
+fn describe_runs(out: &mut String, title: &str, runs: Vec<LocalRun>) -> Result<(), AppError> {
+    for run in runs {
+        let (summary, stats) = run.result?;
+        out.push_str(&describe_run(
+            &format!("{title}, {}", run.stream.name),
+            run.stream.noun,
+            &summary,
+            &stats,
+        ));
+    }
+    Ok(())
+}
+
+/// `xdr-sync simulate`: serves a simulated tenant (Entra token endpoint + Graph alerts_v2 and
+/// incidents) on
 /// loopback until interrupted, and says how to sync it.
 pub async fn simulate(port: u16, alerts: u64, graph_mode: GraphMode) -> Result<(), AppError> {
     let seed = Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;

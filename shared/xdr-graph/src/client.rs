@@ -139,8 +139,11 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 
 /// `url` without its `$expand` parameter (a nextLink of an expanded read carries it too).
 fn without_expand(url: &Url) -> Url {
-    let kept: Vec<(String, String)> =
-        url.query_pairs().filter(|(name, _)| name != "$expand").map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(name, _)| name != "$expand")
+        .map(|(n, v)| (n.into_owned(), v.into_owned()))
+        .collect();
     let mut plain = url.clone();
     let text: Vec<String> =
         kept.iter().map(|(name, value)| format!("{name}={}", encode_query_value(value))).collect();
@@ -620,7 +623,11 @@ impl<P: CredentialProvider> GraphClient<P> {
     /// A read with `$expand`: tried [`EXPANDED_ATTEMPTS`] times, then once more (with the full
     /// retry budget) without the expansion if Graph kept failing it. The records are the same
     /// either way, only without their alerts inlined; the alerts stream has those.
-    async fn get_expanded(&self, url: Url, deadline: Option<DateTime<Utc>>) -> Result<FetchedPage, GraphError> {
+    async fn get_expanded(
+        &self,
+        url: Url,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<FetchedPage, GraphError> {
         let attempts = EXPANDED_ATTEMPTS.min(self.settings.retry.max_attempts);
         match self.get(url.clone(), deadline, attempts).await {
             Err(GraphError::Unavailable { attempts, last }) => {
@@ -890,6 +897,42 @@ mod tests {
     }
 
     #[test]
+    fn incidents_ask_for_at_most_fifty_and_expand_only_when_told() {
+        let from = xdr_core::timeutil::parse_instant("2026-11-28T06:00:00Z").unwrap();
+        let to = xdr_core::timeutil::parse_instant("2026-11-28T07:00:00Z").unwrap();
+        let alerts = client();
+        let incidents = alerts.for_stream(xdr_core::stream::INCIDENTS);
+        let url = incidents.query_url(&Query::slice(from, to, 1000));
+        assert!(url.as_str().starts_with("https://graph.microsoft.com/v1.0/security/incidents?$filter="));
+        assert!(url.as_str().ends_with("&$top=50&$count=true"), "{url}");
+        let mut settings = alerts.settings().clone();
+        settings.expand_alerts = true;
+        let expanding = GraphClient::new(
+            http_client().unwrap(),
+            settings,
+            StaticCredentials(ClientCredentials {
+                client_id: "app".into(),
+                client_secret: SecretString::from("s3cr3t-value"),
+            }),
+        );
+        assert!(
+            !expanding.query_url(&Query::slice(from, to, 10)).as_str().contains("$expand"),
+            "alerts never expand"
+        );
+        let url = expanding.for_stream(xdr_core::stream::INCIDENTS).query_url(&Query::slice(from, to, 10));
+        assert!(url.as_str().ends_with("&$top=10&$count=true&$expand=alerts"), "{url}");
+        let plain = without_expand(&url);
+        assert!(!plain.as_str().contains("expand"), "{plain}");
+        assert_eq!(plain.query_pairs().count(), 3);
+        assert_eq!(
+            plain.query_pairs().find(|(name, _)| name == "$filter"),
+            url.query_pairs().find(|(name, _)| name == "$filter")
+        );
+        // Both streams' clients share one session: one token, one backoff.
+        assert!(Arc::ptr_eq(&alerts.session, &incidents.session));
+    }
+
+    #[test]
     fn next_links_must_stay_on_the_graph_host() {
         let client = client();
         assert!(
@@ -921,7 +964,7 @@ mod tests {
 
     #[test]
     fn credentials_debug_hides_the_secret() {
-        let text = format!("{:?}", client().credentials.0);
+        let text = format!("{:?}", client().session.credentials.0);
         assert!(!text.contains("s3cr3t-value"));
     }
 }

@@ -20,6 +20,9 @@ pub enum AppError {
     },
     #[error("the demo tenant file {path} is unreadable: {problem}; delete the demo folder to start over")]
     DemoTenant { path: String, problem: String },
+    /// An invocation's event that does not make sense (which field, what is wrong).
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
     /// Locally a held lease is an error (the command did nothing); under Lambda it is an answer.
     #[error("{0}")]
     LeaseHeld(String),
@@ -32,6 +35,7 @@ impl AppError {
             AppError::Config(_) => "ConfigurationError",
             AppError::Engine(error) => error.kind(),
             AppError::LeaseHeld(_) => "LeaseHeldError",
+            AppError::InvalidEvent(_) => "InvalidEventError",
             AppError::Http(_) | AppError::Runtime(_) | AppError::Io { .. } | AppError::DemoTenant { .. } => {
                 "InternalError"
             }

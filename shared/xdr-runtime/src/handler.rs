@@ -5,6 +5,10 @@
 //! Each invocation authenticates once (the token names the tenant's GUID, which names its
 //! state), takes the lease on its state, carries over what an earlier release kept under other
 //! keys, and runs the engine or the backfill with the identity it already has.
+//!
+//! A sync serves each enabled stream (or the one its event names) in turn, each with its own
+//! state, lease and share of the deadline. One stream's failure (a missing permission, Graph
+//! failing) is that stream's outcome: the others run all the same.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
@@ -12,17 +16,52 @@ use tracing::{info, warn};
 use xdr_config::SyncConfig;
 use xdr_core::adopt::{Adopting, FirstFound};
 use xdr_core::backfill::{BackfillPorts, BackfillRequest, run_backfill};
+use xdr_core::stream::Stream;
 use xdr_core::{
     AlertSource, Clock, EngineError, Identity, Lease, LeaseOutcome, ObjectSink, Ports, RunRequest, StateKeys,
     StateStore, run_sync,
 };
 
 use crate::error::AppError;
-use crate::response::{BackfillOutcome, BackfillResponse, LeaseHeld, SyncOutcome, SyncResponse};
+use crate::response::{BackfillOutcome, BackfillResponse, LeaseHeld, StreamRun, SyncOutcome, SyncResponse};
+
+/// One source per stream. Graph's clients of one invocation share their sign-in, so
+/// authenticating with any of them authenticates them all.
+pub struct Sources<S> {
+    by_stream: Vec<(Stream, S)>,
+}
+
+impl<S> Sources<S> {
+    pub fn new(by_stream: Vec<(Stream, S)>) -> Self {
+        Self { by_stream }
+    }
+
+    /// The source of `stream`, if there is one.
+    pub fn get(&self, stream: Stream) -> Option<&S> {
+        self.by_stream.iter().find(|(known, _)| *known == stream).map(|(_, source)| source)
+    }
+
+    pub fn get_mut(&mut self, stream: Stream) -> Option<&mut S> {
+        self.by_stream.iter_mut().find(|(known, _)| *known == stream).map(|(_, source)| source)
+    }
+}
+
+impl<P: xdr_graph::CredentialProvider> Sources<xdr_graph::GraphClient<P>> {
+    /// A client per stream the product knows, all on `client`'s session.
+    pub fn graph(client: xdr_graph::GraphClient<P>) -> Self {
+        let mut by_stream: Vec<(Stream, xdr_graph::GraphClient<P>)> = xdr_core::stream::STREAMS
+            .iter()
+            .filter(|stream| **stream != client.settings().stream)
+            .map(|stream| (*stream, client.for_stream(*stream)))
+            .collect();
+        by_stream.insert(0, (client.settings().stream, client));
+        Self { by_stream }
+    }
+}
 
 /// What a handler works with. `state_for` hands out the state store under a key.
 pub struct HandlerPorts<'a, S, F, O, L, C> {
-    pub source: &'a S,
+    pub sources: &'a Sources<S>,
     pub state_for: F,
     pub sink: &'a O,
     pub lease: &'a L,
@@ -115,10 +154,93 @@ where
     result
 }
 
-/// `xdr-sync`: one scheduled invocation. Any payload is accepted (and ignored).
+/// The streams a sync event asks for: every served one, or the one its `stream` names. Any
+/// other payload (a scheduled event, `{}`, anything) is accepted and ignored.
+pub fn requested_streams(config: &SyncConfig, event: &Value) -> Result<Vec<Stream>, AppError> {
+    let Some(named) = event.as_object().and_then(|object| object.get("stream")).filter(|v| !v.is_null())
+    else {
+        return Ok(config.streams.clone());
+    };
+    let stream = named.as_str().and_then(xdr_core::stream::by_name).ok_or_else(|| {
+        AppError::InvalidEvent(format!(
+            "`stream` is {named}, which is not a stream; use one of {}",
+            xdr_core::stream::names()
+        ))
+    })?;
+    config.for_stream(stream).map_err(|error| AppError::InvalidEvent(error.problem))?;
+    Ok(vec![stream])
+}
+
+/// When the stream at `index` of `count` must be done: an equal share of what is left, so a
+/// stream that finishes early leaves its time to the next, and none starves another.
+fn share_of(invocation: &Invocation, now: DateTime<Utc>, index: usize, count: usize) -> Invocation {
+    let deadline = invocation.deadline.map(|deadline| {
+        let left = (deadline - now).max(TimeDelta::zero());
+        now + left / (count.saturating_sub(index).max(1) as i32)
+    });
+    Invocation { request_id: invocation.request_id.clone(), deadline }
+}
+
+/// `xdr-sync`: one invocation, for every served stream or the one the event names. Fails as a
+/// whole only when nothing could start (a bad event, the credentials); each stream's own
+/// outcome, failures included, is in the answer.
 pub async fn handle_sync<S, T, F, O, L, C>(
     config: &SyncConfig,
     ports: HandlerPorts<'_, S, F, O, L, C>,
+    event: &Value,
+    invocation: &Invocation,
+) -> Result<Vec<StreamRun>, AppError>
+where
+    S: AlertSource,
+    T: StateStore,
+    F: Fn(&str) -> T,
+    O: ObjectSink,
+    L: Lease,
+    C: Clock,
+{
+    let HandlerPorts { sources, state_for, sink, lease, clock } = ports;
+    let streams = requested_streams(config, event)?;
+    let first = streams.first().and_then(|stream| sources.get(*stream)).ok_or_else(|| {
+        AppError::Config(xdr_config::ConfigError {
+            setting: "STREAMS",
+            problem: "no source for the streams served".into(),
+        })
+    })?;
+    let before = first.counts();
+    let identity = authenticate(config, first, invocation).await?;
+    let signed_in = first.counts().since(&before);
+    let mut runs = Vec::with_capacity(streams.len());
+    for (index, stream) in streams.iter().enumerate() {
+        let share = share_of(invocation, clock.now(), index, streams.len());
+        let result = match (config.for_stream(*stream), sources.get(*stream)) {
+            (Ok(config), Some(source)) => {
+                let ports = HandlerPorts { sources, state_for: &state_for, sink, lease, clock };
+                sync_stream(&config, source, ports, &identity, &share).await
+            }
+            (Err(error), _) => Err(AppError::Config(error)),
+            (Ok(_), None) => Err(AppError::Config(xdr_config::ConfigError {
+                setting: "STREAMS",
+                problem: format!("no source for `{}`", stream.name),
+            })),
+        };
+        if let Err(error) = &result {
+            warn!(stream = stream.name, error = %error, error_type = error.kind(), "The stream's run failed; the other streams go on.");
+        }
+        runs.push(StreamRun { stream: *stream, result });
+    }
+    // The sign-in is the first stream's.
+    if let Some(StreamRun { result: Ok(response), .. }) = runs.first_mut() {
+        response.requests.token_requests += signed_in.token_requests;
+    }
+    Ok(runs)
+}
+
+/// One stream's sync under its own lease and state.
+async fn sync_stream<S, T, F, O, L, C>(
+    config: &SyncConfig,
+    source: &S,
+    ports: HandlerPorts<'_, S, F, O, L, C>,
+    identity: &Identity,
     invocation: &Invocation,
 ) -> Result<SyncResponse, AppError>
 where
@@ -129,15 +251,14 @@ where
     L: Lease,
     C: Clock,
 {
-    let HandlerPorts { source, state_for, sink, lease, clock } = ports;
+    let HandlerPorts { state_for, sink, lease, clock, .. } = ports;
     let before = source.counts();
-    let identity = authenticate(config, source, invocation).await?;
     let (keys, previous) = config.keys(&identity.tenant);
     let lease_keys = every_key(&keys, &previous, StateKeys::sync);
     let store =
         Adopting::new(state_for(&keys.sync()), previous.iter().map(|keys| state_for(&keys.sync())).collect());
     let settings = config.engine_for(&identity.tenant);
-    let run = invocation.run_request(identity);
+    let run = invocation.run_request(identity.clone());
     let work = async {
         let ports = Ports { source, store: &store, sink, clock };
         Ok(run_sync(&settings, ports, run).await?)
@@ -146,7 +267,9 @@ where
         Ok(summary) => SyncOutcome::Ran(Box::new(summary)),
         Err(held) => SyncOutcome::LeaseHeld(held),
     };
-    Ok(SyncResponse { outcome, requests: source.counts().since(&before) })
+    let mut requests = source.counts().since(&before);
+    requests.token_requests = 0;
+    Ok(SyncResponse { outcome, requests })
 }
 
 /// `xdr-backfill`: one invocation for `{"start": ..., "end": ...}`; invoke again with the same
@@ -165,10 +288,17 @@ where
     L: Lease,
     C: Clock,
 {
-    let HandlerPorts { source, state_for, sink, lease, clock } = ports;
-    let before = source.counts();
+    let HandlerPorts { sources, state_for, sink, lease, clock } = ports;
     // A bad event is refused before anything is read or written.
     let request = BackfillRequest::from_event(event, clock.now()).map_err(EngineError::from)?;
+    let config = &config.for_stream(request.stream).map_err(|error| AppError::InvalidEvent(error.problem))?;
+    let source = sources.get(request.stream).ok_or_else(|| {
+        AppError::Config(xdr_config::ConfigError {
+            setting: "STREAMS",
+            problem: format!("no source for `{}`", request.stream.name),
+        })
+    })?;
+    let before = source.counts();
     let identity = authenticate(config, source, invocation).await?;
     let (keys, previous) = config.keys(&identity.tenant);
     // One backfill at a time per tenant and stream: windows that share days share ledgers.
@@ -193,4 +323,27 @@ where
 /// The deadline of an invocation whose Runtime API deadline is `deadline_ms`, less `margin`.
 pub fn invocation_deadline(deadline_ms: u64, margin: TimeDelta) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(i64::try_from(deadline_ms).ok()?).map(|deadline| deadline - margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_stream_gets_an_equal_share_of_what_is_left() {
+        let now = DateTime::parse_from_rfc3339("2026-11-28T06:00:00Z").unwrap().with_timezone(&Utc);
+        let invocation = Invocation { request_id: "r".into(), deadline: Some(now + TimeDelta::seconds(60)) };
+        assert_eq!(share_of(&invocation, now, 0, 2).deadline, Some(now + TimeDelta::seconds(30)));
+        // The first stream finished after 10 s: the second has the remaining 50 s.
+        let later = now + TimeDelta::seconds(10);
+        assert_eq!(share_of(&invocation, later, 1, 2).deadline, invocation.deadline);
+        assert_eq!(share_of(&invocation, now, 0, 1).deadline, invocation.deadline);
+        let open = Invocation { request_id: "r".into(), deadline: None };
+        assert_eq!(share_of(&open, now, 0, 2).deadline, None);
+        // Past the deadline already: no time, never a time before now.
+        assert_eq!(
+            share_of(&invocation, now + TimeDelta::seconds(90), 0, 2).deadline,
+            Some(now + TimeDelta::seconds(90))
+        );
+    }
 }

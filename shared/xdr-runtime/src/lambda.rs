@@ -13,9 +13,9 @@ use xdr_core::SystemClock;
 use xdr_graph::{GraphClient, http_client};
 
 use crate::error::AppError;
-use crate::handler::{HandlerPorts, Invocation, handle_backfill, handle_sync};
+use crate::handler::{HandlerPorts, Invocation, Sources, handle_backfill, handle_sync};
 use crate::metrics::{MetricsScope, RunMetrics, emit};
-use crate::response::Measured;
+use crate::response::{Measured, SyncAnswer};
 
 /// Kept back from Lambda's deadline for releasing the lease and answering the Runtime API.
 const HANDLER_MARGIN: TimeDelta = TimeDelta::milliseconds(250);
@@ -46,7 +46,8 @@ pub async fn report_init_error(error: &AppError) {
 /// The AWS adapters, built once per container.
 pub struct AwsPorts {
     config: SyncConfig,
-    graph: GraphClient<SecretsManagerCredentials>,
+    /// A Graph client per stream, on one session (one sign-in per invocation).
+    graph: Sources<GraphClient<SecretsManagerCredentials>>,
     dynamodb: DynamoClient,
     table: String,
     sink: S3Sink,
@@ -67,7 +68,7 @@ impl AwsPorts {
             aws.secret_cache,
         );
         Ok(Self {
-            graph: GraphClient::new(http, config.graph_settings(), credentials),
+            graph: Sources::graph(GraphClient::new(http, config.graph_settings(), credentials)),
             lease: DynamoLease::new(clients.dynamodb.clone(), aws.state_table.clone()),
             dynamodb: clients.dynamodb,
             table: aws.state_table,
@@ -88,7 +89,7 @@ impl AwsPorts {
         SystemClock,
     > {
         HandlerPorts {
-            source: &self.graph,
+            sources: &self.graph,
             state_for: move |key: &str| DynamoStateStore::new(self.dynamodb.clone(), self.table.clone(), key),
             sink: &self.sink,
             lease: &self.lease,
@@ -96,35 +97,55 @@ impl AwsPorts {
         }
     }
 
-    /// Runs one invocation's work and emits its metrics, whatever the outcome.
-    async fn measured<R: Measured>(
+    /// Emits one stream run's metrics.
+    fn emit<R: Measured>(
         &self,
         function: &str,
-        work: impl Future<Output = Result<R, AppError>>,
-    ) -> Result<R, AppError> {
-        let started = std::time::Instant::now();
-        let result = work.await;
-        let metrics = RunMetrics::of(&result, started.elapsed().as_millis() as u64, Utc::now());
-        let scope =
-            MetricsScope { function, stream: self.config.stream.name, tenant: &self.config.tenant_id };
+        stream: &str,
+        result: &Result<R, AppError>,
+        started: std::time::Instant,
+    ) {
+        let metrics = RunMetrics::of(result, started.elapsed().as_millis() as u64, Utc::now());
+        let scope = MetricsScope { function, stream, tenant: &self.config.tenant_id };
         emit(&self.metrics_namespace, scope, &metrics);
-        result
     }
 
-    /// `xdr-sync`: one scheduled invocation. Any JSON payload is accepted.
+    /// `xdr-sync`: one scheduled invocation, for every served stream (or the event's `stream`).
+    /// Any other JSON payload is accepted.
     pub async fn sync(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
         let invocation = invocation(&event);
-        let response =
-            self.measured("xdr-sync", handle_sync(&self.config, self.ports(), &invocation)).await?;
-        Ok(to_value(&response))
+        let started = std::time::Instant::now();
+        match handle_sync(&self.config, self.ports(), &event.payload, &invocation).await {
+            Ok(runs) => {
+                for run in &runs {
+                    self.emit("xdr-sync", run.stream.name, &run.result, started);
+                }
+                Ok(to_value(&SyncAnswer::from_runs(runs)?))
+            }
+            Err(error) => {
+                // Nothing started (a bad event, the credentials): the first stream's run failed.
+                let stream = self.config.streams.first().map_or("alerts", |stream| stream.name);
+                let failed: Result<crate::response::SyncResponse, AppError> = Err(error);
+                self.emit("xdr-sync", stream, &failed, started);
+                failed.map(|response| to_value(&response))
+            }
+        }
     }
 
-    /// `xdr-backfill`: one invocation for `{"start": ..., "end": ...}`; re-invoke to continue.
+    /// `xdr-backfill`: one invocation for `{"start": ..., "end": ..., "stream": ...}`; re-invoke
+    /// to continue.
     pub async fn backfill(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
         let invocation = invocation(&event);
-        let work = handle_backfill(&self.config, self.ports(), &event.payload, &invocation);
-        let response = self.measured("xdr-backfill", work).await?;
-        Ok(to_value(&response))
+        let started = std::time::Instant::now();
+        let result = handle_backfill(&self.config, self.ports(), &event.payload, &invocation).await;
+        let stream = event
+            .payload
+            .get("stream")
+            .and_then(Value::as_str)
+            .and_then(xdr_core::stream::by_name)
+            .map_or("alerts", |stream| stream.name);
+        self.emit("xdr-backfill", stream, &result, started);
+        Ok(to_value(&result?))
     }
 }
 

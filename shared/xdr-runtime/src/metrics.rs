@@ -1,7 +1,8 @@
-//! Run metrics as CloudWatch Embedded Metric Format (EMF): one JSON line on stdout per run,
-//! which CloudWatch Logs turns into metrics. Each metric is published twice: by `Function`
-//! (what the alarms and the dashboard's totals watch) and by `Function`, `Stream` and `Tenant`
-//! (one line per tenant and stream on the dashboard). Names match `infra/template.yaml`.
+//! Run metrics as CloudWatch Embedded Metric Format (EMF): one JSON line on stdout per stream
+//! run, which CloudWatch Logs turns into metrics. Each metric is published by `Function`,
+//! `Stream` and `Tenant` (one line per tenant and stream on the dashboard, and each stream's
+//! alarms); the alerts stream's also by `Function` alone (what the first release's alarms and
+//! the dashboard's totals watch, so they keep their meaning). Names match `infra/template.yaml`.
 
 use std::io::Write;
 
@@ -16,7 +17,7 @@ use crate::response::Measured;
 pub struct MetricsScope<'a> {
     /// `xdr-sync` or `xdr-backfill`.
     pub function: &'a str,
-    /// `alerts`.
+    /// `alerts` or `incidents`.
     pub stream: &'a str,
     /// `TENANT_ID` as configured.
     pub tenant: &'a str,
@@ -25,6 +26,8 @@ pub struct MetricsScope<'a> {
 /// One run's numbers.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunMetrics {
+    /// Versions written (alerts or incidents); published as `VersionsWritten` and, as before
+    /// there were streams, `AlertsWritten`.
     pub alerts_written: u64,
     pub objects_written: u64,
     /// Seconds between now and the end of what is covered (the saved cursor).
@@ -49,6 +52,8 @@ pub struct RunMetrics {
     pub state_too_large: u64,
     /// 1 when the run refused to start over (`TenantStateError`: a lost or re-keyed state).
     pub state_refused: u64,
+    /// Incident reads made again without `$expand=alerts` after Graph kept failing them.
+    pub expand_fallbacks: u64,
 }
 
 impl RunMetrics {
@@ -60,6 +65,7 @@ impl RunMetrics {
                 let requests = response.requests();
                 metrics.graph_requests = requests.graph_requests;
                 metrics.throttled_requests = requests.throttled_responses;
+                metrics.expand_fallbacks = requests.expand_fallbacks;
                 metrics.alerts_written = response.alerts_written();
                 metrics.objects_written = response.objects_written();
                 metrics.complete = u64::from(response.complete());
@@ -92,6 +98,7 @@ pub fn emf_line(
 ) -> String {
     let mut definitions = vec![
         json!({"Name": "AlertsWritten", "Unit": "Count"}),
+        json!({"Name": "VersionsWritten", "Unit": "Count"}),
         json!({"Name": "ObjectsWritten", "Unit": "Count"}),
         json!({"Name": "GraphRequests", "Unit": "Count"}),
         json!({"Name": "ThrottledRequests", "Unit": "Count"}),
@@ -104,12 +111,14 @@ pub fn emf_line(
         json!({"Name": "InstantsHeld", "Unit": "Count"}),
         json!({"Name": "StateTooLarge", "Unit": "Count"}),
         json!({"Name": "StateRefused", "Unit": "Count"}),
+        json!({"Name": "ExpandFallbacks", "Unit": "Count"}),
     ];
     let mut document = Map::new();
     document.insert("Function".into(), json!(scope.function));
     document.insert("Stream".into(), json!(scope.stream));
     document.insert("Tenant".into(), json!(scope.tenant));
     document.insert("AlertsWritten".into(), json!(metrics.alerts_written));
+    document.insert("VersionsWritten".into(), json!(metrics.alerts_written));
     document.insert("ObjectsWritten".into(), json!(metrics.objects_written));
     document.insert("GraphRequests".into(), json!(metrics.graph_requests));
     document.insert("ThrottledRequests".into(), json!(metrics.throttled_requests));
@@ -122,6 +131,7 @@ pub fn emf_line(
     document.insert("InstantsHeld".into(), json!(metrics.instants_held));
     document.insert("StateTooLarge".into(), json!(metrics.state_too_large));
     document.insert("StateRefused".into(), json!(metrics.state_refused));
+    document.insert("ExpandFallbacks".into(), json!(metrics.expand_fallbacks));
     if let Some(lag) = metrics.lag_seconds {
         definitions.push(json!({"Name": "LagSeconds", "Unit": "Seconds"}));
         document.insert("LagSeconds".into(), json!(lag.max(0.0).round()));
@@ -132,7 +142,11 @@ pub fn emf_line(
             "Timestamp": now.timestamp_millis(),
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
-                "Dimensions": [["Function"], ["Function", "Stream", "Tenant"]],
+                "Dimensions": if scope.stream == xdr_core::stream::ALERTS.name {
+                    json!([["Function"], ["Function", "Stream", "Tenant"]])
+                } else {
+                    json!([["Function", "Stream", "Tenant"]])
+                },
                 "Metrics": definitions,
             }],
         }),
@@ -170,6 +184,7 @@ mod tests {
             instants_held: 0,
             state_too_large: 0,
             state_refused: 0,
+            expand_fallbacks: 0,
         };
         let now = DateTime::parse_from_rfc3339("2026-11-28T06:00:00Z").unwrap().with_timezone(&Utc);
         let scope =
@@ -193,5 +208,13 @@ mod tests {
         let without_lag =
             emf_line("N", MetricsScope { function: "xdr-backfill", ..scope }, &RunMetrics::default(), now);
         assert!(!without_lag.contains("LagSeconds"));
+        // Another stream's runs do not count in the alerts' per-function totals.
+        let incidents =
+            emf_line("N", MetricsScope { stream: "incidents", ..scope }, &RunMetrics::default(), now);
+        let value: Value = serde_json::from_str(&incidents).unwrap();
+        assert_eq!(
+            value["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function", "Stream", "Tenant"]])
+        );
     }
 }

@@ -9,9 +9,9 @@ use xdr_core::RunSummary;
 use xdr_graph::GraphStats;
 
 /// A short account of one run.
-pub fn describe_run(title: &str, summary: &RunSummary, stats: &GraphStats) -> String {
+pub fn describe_run(title: &str, noun: &str, summary: &RunSummary, stats: &GraphStats) -> String {
     let mut text = format!(
-        "{title}: {} alert versions written in {} object(s) ({} pages, {} Graph requests, {} throttled, {} already written and skipped, {} quarantined) - {}\n",
+        "{title}: {} {noun} versions written in {} object(s) ({} pages, {} Graph requests, {} throttled, {} already written and skipped, {} quarantined) - {}\n",
         summary.alerts_written,
         summary.objects.len(),
         summary.pages,
@@ -30,7 +30,7 @@ pub fn describe_run(title: &str, summary: &RunSummary, stats: &GraphStats) -> St
         summary.window.from, summary.window.to, summary.covered_until
     ));
     for object in &summary.objects {
-        text.push_str(&format!("  + {} ({} alerts, {} bytes)\n", object.key, object.records, object.bytes));
+        text.push_str(&format!("  + {} ({} {noun}s, {} bytes)\n", object.key, object.records, object.bytes));
     }
     if let Some(recovered) = &summary.recovered {
         text.push_str(&format!("  recovered: {recovered}\n"));
@@ -39,7 +39,7 @@ pub fn describe_run(title: &str, summary: &RunSummary, stats: &GraphStats) -> St
 }
 
 /// Partitions, objects and lines under a data prefix folder.
-pub fn describe_folder(data_dir: &Path) -> String {
+pub fn describe_folder(data_dir: &Path, noun: &str) -> String {
     let mut partitions: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     if let Ok(entries) = std::fs::read_dir(data_dir) {
         for partition in entries.flatten() {
@@ -68,14 +68,14 @@ pub fn describe_folder(data_dir: &Path) -> String {
     let objects: usize = partitions.values().map(|(objects, _)| objects).sum();
     let lines: usize = partitions.values().map(|(_, lines)| lines).sum();
     let mut text = format!(
-        "Output in {}: {} partitions, {} objects, {} alert versions in all\n",
+        "Output in {}: {} partitions, {} objects, {} {noun} versions in all\n",
         data_dir.display(),
         partitions.len(),
         objects,
         lines
     );
     for (name, (objects, lines)) in &partitions {
-        text.push_str(&format!("  {name}: {objects} object(s), {lines} alert versions\n"));
+        text.push_str(&format!("  {name}: {objects} object(s), {lines} {noun} versions\n"));
     }
     text
 }

@@ -2,10 +2,15 @@
 //! against (the backfill state machine reads `$.result.complete`), and the metrics are built
 //! from the same values.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use xdr_core::backfill::BackfillReport;
+use xdr_core::stream::{ALERTS, Stream};
 use xdr_core::summary::ObjectSummary;
 use xdr_core::{RunSummary, SourceCounts};
+
+use crate::error::AppError;
 
 /// Another invocation holds the lease: this one did nothing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,6 +49,108 @@ pub struct SyncResponse {
     pub outcome: SyncOutcome,
     #[serde(flatten)]
     pub requests: SourceCounts,
+}
+
+/// One stream's run in a sync invocation: what it answered, or why it failed.
+#[derive(Debug)]
+pub struct StreamRun {
+    pub stream: Stream,
+    pub result: Result<SyncResponse, AppError>,
+}
+
+/// One stream's entry in the answer's `streams`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamEntry {
+    pub complete: bool,
+    /// Why the stream failed (its message; `error_type` is its stable type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_because: Option<String>,
+    /// Versions written (alerts or incidents).
+    pub written: u64,
+    pub objects: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covered_until: Option<String>,
+    pub graph_requests: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub expand_fallbacks: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl StreamEntry {
+    fn of(run: &StreamRun) -> Self {
+        match &run.result {
+            Ok(response) => {
+                let (stopped_because, covered_until) = match &response.outcome {
+                    SyncOutcome::Ran(summary) => {
+                        (summary.stopped_because.clone(), Some(summary.covered_until.clone()))
+                    }
+                    SyncOutcome::LeaseHeld(held) => (Some(held.stopped_because.clone()), None),
+                };
+                Self {
+                    complete: response.complete(),
+                    error: None,
+                    error_type: None,
+                    stopped_because,
+                    written: response.alerts_written(),
+                    objects: response.objects_written(),
+                    covered_until,
+                    graph_requests: response.requests.graph_requests,
+                    expand_fallbacks: response.requests.expand_fallbacks,
+                }
+            }
+            Err(error) => Self {
+                complete: false,
+                error: Some(error.to_string()),
+                error_type: Some(error.kind()),
+                stopped_because: None,
+                written: 0,
+                objects: 0,
+                covered_until: None,
+                graph_requests: 0,
+                expand_fallbacks: 0,
+            },
+        }
+    }
+}
+
+/// `xdr-sync`'s answer: the first stream's run at the top level (alerts when served, so the
+/// fields operators script against stay as they were), and every stream's outcome in `streams`.
+/// The top-level `complete` is true exactly when every stream served is complete.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncAnswer {
+    #[serde(flatten)]
+    pub primary: SyncResponse,
+    pub streams: BTreeMap<&'static str, StreamEntry>,
+}
+
+impl SyncAnswer {
+    /// The answer to the runs of one invocation. When the first stream failed, the invocation
+    /// fails with its error (as a sync of that stream alone would); the others ran all the same.
+    pub fn from_runs(runs: Vec<StreamRun>) -> Result<Self, AppError> {
+        let streams: BTreeMap<&'static str, StreamEntry> =
+            runs.iter().map(|run| (run.stream.name, StreamEntry::of(run))).collect();
+        let primary_index = runs.iter().position(|run| run.stream == ALERTS).unwrap_or(0);
+        let Some(primary) = runs.into_iter().nth(primary_index) else {
+            return Err(AppError::InvalidEvent("no stream to sync".into()));
+        };
+        let mut primary = primary.result?;
+        let unfinished = streams.iter().find(|(_, entry)| !entry.complete);
+        if let (Some((name, entry)), SyncOutcome::Ran(summary)) = (unfinished, &mut primary.outcome)
+            && summary.complete
+        {
+            summary.complete = false;
+            let why = entry.error.clone().or_else(|| entry.stopped_because.clone()).unwrap_or_default();
+            summary.stopped_because = Some(format!("the {name} stream is not complete: {why}"));
+        }
+        Ok(Self { primary, streams })
+    }
 }
 
 /// What one backfill invocation did.

@@ -83,7 +83,14 @@ pub struct Collection {
 pub const ALERTS_V2: Collection = Collection {
     path: "v1.0/security/alerts_v2",
     entity: "microsoft.graph.security.alert",
-    string_properties: &["serviceSource", "severity", "status", "classification", "determination", "assignedTo"],
+    string_properties: &[
+        "serviceSource",
+        "severity",
+        "status",
+        "classification",
+        "determination",
+        "assignedTo",
+    ],
     max_top: None,
     expandable: None,
 };
@@ -267,7 +274,10 @@ pub fn answer_for<R: Listed>(
         None => false,
         Some(name) if Some(name) == collection.expandable => true,
         Some(name) => {
-            return Err(format!("Could not find a navigation property named '{name}' on type '{}'.", collection.entity));
+            return Err(format!(
+                "Could not find a navigation property named '{name}' on type '{}'.",
+                collection.entity
+            ));
         }
     };
     let top = match request.get("$top") {
@@ -277,7 +287,9 @@ pub fn answer_for<R: Listed>(
     if let Some(max) = collection.max_top
         && top > max
     {
-        return Err(format!("The limit of '{max}' for Top query has been exceeded. The value from the incoming request is '{top}'."));
+        return Err(format!(
+            "The limit of '{max}' for Top query has been exceeded. The value from the incoming request is '{top}'."
+        ));
     }
     let top = top.clamp(1, behaviour.max_top.max(1));
     let skip = match (request.get("$skiptoken"), request.get("$skip")) {
@@ -740,7 +752,11 @@ mod tests {
         let strict = GraphBehaviour::default();
         assert!(ask(&[("$top", "51")], &strict).unwrap_err().contains("The limit of '50' for Top query"));
         assert_eq!(ids(&ask(&[("$top", "50")], &strict).unwrap()).len(), 10);
-        assert!(ask(&[("$filter", "serviceSource eq 'x'")], &strict).unwrap_err().contains("microsoft.graph.security.incident"));
+        assert!(
+            ask(&[("$filter", "serviceSource eq 'x'")], &strict)
+                .unwrap_err()
+                .contains("microsoft.graph.security.incident")
+        );
         assert!(ask(&[("$expand", "evidence")], &strict).is_err());
         let links = GraphMode::SkipLinks.behaviour();
         let body = ask(&[("$top", "4"), ("$expand", "alerts")], &links).unwrap();
@@ -748,8 +764,14 @@ mod tests {
         assert!(body.contains("}+,"), "expanded records are written by the caller");
         let value: serde_json::Value = serde_json::from_str(&body.replace("}+", "}")).unwrap();
         let link = value["@odata.nextLink"].as_str().unwrap();
-        assert!(link.starts_with("http://graph/v1.0/security/incidents?") && link.contains("$expand=alerts"), "{link}");
-        assert!(ask(&[("$expand", "alerts"), ("$filter", "severity eq 'high'")], &strict).is_ok(), "the server fails those, not the model");
+        assert!(
+            link.starts_with("http://graph/v1.0/security/incidents?") && link.contains("$expand=alerts"),
+            "{link}"
+        );
+        assert!(
+            ask(&[("$expand", "alerts"), ("$filter", "severity eq 'high'")], &strict).is_ok(),
+            "the server fails those, not the model"
+        );
         assert!(strict.expand_with_filter_fails && !GraphMode::Lenient.behaviour().expand_with_filter_fails);
     }
 }

@@ -67,11 +67,14 @@ pub fn derive(tenant_id: &str, alerts: &[SimVersion]) -> Incidents {
             incidents.members.entry(incident.clone()).or_default().push(alert.id.clone());
         }
         facts.insert(alert.id.clone(), alert_facts);
-        let members: Vec<&AlertFacts> = incidents.members[&incident].iter().filter_map(|id| facts.get(id)).collect();
+        let members: Vec<&AlertFacts> =
+            incidents.members[&incident].iter().filter_map(|id| facts.get(id)).collect();
         let previous = newest.get(&incident).map(|index| &incidents.versions[*index]);
         let (at, visible_at, replace) = match previous {
             // The same bulk action touched two alerts of the incident: one incident version.
-            Some(previous) if alert.last_update == previous.last_update && alert.visible_at == previous.visible_at => {
+            Some(previous)
+                if alert.last_update == previous.last_update && alert.visible_at == previous.visible_at =>
+            {
                 (alert.last_update, alert.visible_at, true)
             }
             // An alert version older than the incident's newest (it showed late): the incident
@@ -119,7 +122,8 @@ fn incident_body(tenant_id: &str, id: &str, members: &[&AlertFacts], at: DateTim
     let created = first.and_then(|alert| alert.created.clone()).unwrap_or_else(|| graph_time(at));
     let title = first.and_then(|alert| alert.title.clone()).unwrap_or_else(|| "Suspicious activity".into());
     let comments: Vec<Value> = members.iter().flat_map(|alert| alert.comments.iter().cloned()).collect();
-    let mut system_tags: Vec<String> = members.iter().flat_map(|alert| alert.system_tags.iter().cloned()).collect();
+    let mut system_tags: Vec<String> =
+        members.iter().flat_map(|alert| alert.system_tags.iter().cloned()).collect();
     system_tags.sort();
     system_tags.dedup();
     let custom_tags = match number % 4 {
@@ -149,9 +153,10 @@ fn incident_body(tenant_id: &str, id: &str, members: &[&AlertFacts], at: DateTim
         "resolvingComment": if resolved { json!("Resolved by the SOC.") } else { Value::Null },
         "lastModifiedBy": if assigned.is_some() { json!("API-App:xdr-simulator") } else { Value::Null },
     });
-    if number % 5 == 0 {
+    if number.is_multiple_of(5) {
         // A property this connector has never seen: it must pass through untouched.
-        incident["threatIntelligenceContext"] = json!({"campaign": format!("Storm-{}", 1000 + number % 97), "confidence": "medium"});
+        incident["threatIntelligenceContext"] =
+            json!({"campaign": format!("Storm-{}", 1000 + number % 97), "confidence": "medium"});
     }
     incident
 }
@@ -195,7 +200,13 @@ mod tests {
             assert!(value.get("alerts").is_none());
         }
         let bodies: String = incidents.versions.iter().map(|v| v.body.as_str()).collect();
-        for expected in ["\"status\":\"resolved\"", "\"comments\":[{", "\"customTags\":[\"VIP\"", "threatIntelligenceContext", "\"assignedTo\":\""] {
+        for expected in [
+            "\"status\":\"resolved\"",
+            "\"comments\":[{",
+            "\"customTags\":[\"VIP\"",
+            "threatIntelligenceContext",
+            "\"assignedTo\":\"",
+        ] {
             assert!(bodies.contains(expected), "{expected}");
         }
         // Versions added later never change what was derived before (versions are added a
@@ -218,7 +229,10 @@ mod tests {
     fn an_expanded_line_splits_back_into_the_incident_and_its_alerts() {
         let body = r#"{"id":"1","lastUpdateDateTime":"2026-11-28T06:00:00.0000000Z"}"#;
         let line = expanded(body, &[r#"{"id":"a"}"#, r#"{"id":"b"}"#]);
-        assert_eq!(line, r#"{"id":"1","lastUpdateDateTime":"2026-11-28T06:00:00.0000000Z","alerts":[{"id":"a"},{"id":"b"}]}"#);
+        assert_eq!(
+            line,
+            r#"{"id":"1","lastUpdateDateTime":"2026-11-28T06:00:00.0000000Z","alerts":[{"id":"a"},{"id":"b"}]}"#
+        );
         let (incident, alerts) = split_expanded(&line).unwrap();
         assert_eq!(incident, body);
         assert_eq!(alerts, vec![r#"{"id":"a"}"#, r#"{"id":"b"}"#]);

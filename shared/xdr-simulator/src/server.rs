@@ -656,13 +656,18 @@ fn serve_list(
     };
     // `$expand=alerts`: each incident with its alerts as listed now.
     let current_alerts: HashMap<&str, &str> = if query.contains_key("$expand") {
-        alerts.by_time.iter().map(|i| (sim.tenant.versions[*i].id.as_str(), sim.tenant.versions[*i].body.as_str())).collect()
+        alerts
+            .by_time
+            .iter()
+            .map(|i| (sim.tenant.versions[*i].id.as_str(), sim.tenant.versions[*i].body.as_str()))
+            .collect()
     } else {
         HashMap::new()
     };
     let expand = |incident: &SimVersion| {
         let members = incidents.members.get(&incident.id).map(Vec::as_slice).unwrap_or_default();
-        let bodies: Vec<&str> = members.iter().filter_map(|id| current_alerts.get(id.as_str()).copied()).collect();
+        let bodies: Vec<&str> =
+            members.iter().filter_map(|id| current_alerts.get(id.as_str()).copied()).collect();
         crate::incidents::expanded(&incident.body, &bodies)
     };
     let request = ListRequest::new(query.clone());
@@ -674,9 +679,10 @@ fn serve_list(
     if fault == Some(Fault::ForeignNextLink) && !body.contains("@odata.nextLink") {
         // The fault is a nextLink to another host, whatever the mode.
         body.truncate(body.len() - 1);
-        body.push_str(
-            &format!(r#","@odata.nextLink":"http://graph.attacker.example/{}?$skip=1"}}"#, collection.path),
-        );
+        body.push_str(&format!(
+            r#","@odata.nextLink":"http://graph.attacker.example/{}?$skip=1"}}"#,
+            collection.path
+        ));
     }
     if fault == Some(Fault::TruncatedPage) {
         body.truncate(body.len() / 2);

@@ -287,7 +287,11 @@ pub fn current_of(versions: &[SimVersion], now: DateTime<Utc>) -> Vec<&SimVersio
 
 /// The versions listed during all of `[start, end]`: visible by `start`, and not superseded by a
 /// newer version of the same record visible by `end`.
-pub fn listed_throughout_of(versions: &[SimVersion], start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<&SimVersion> {
+pub fn listed_throughout_of(
+    versions: &[SimVersion],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Vec<&SimVersion> {
     let mut newest_by_end: HashMap<&str, DateTime<Utc>> = HashMap::new();
     for version in versions.iter().filter(|v| v.visible_at <= end) {
         let newest = newest_by_end.entry(version.id.as_str()).or_insert(version.last_update);

@@ -672,7 +672,8 @@ where
             let link = parsed.next_link.clone();
             drop(parsed);
             if count.is_some_and(|count| count > self.reach(link.as_deref(), step))
-                && let Some(split) = choose_split(self.settings.stream.split_properties, narrowed, &sample, &part.avoid)
+                && let Some(split) =
+                    choose_split(self.settings.stream.split_properties, narrowed, &sample, &part.avoid)
             {
                 return Ok(PartOutcome::Split { count, split });
             }
@@ -680,7 +681,9 @@ where
                 Paged::Complete => return Ok(PartOutcome::Complete { count }),
                 Paged::Stop => {
                     let reason = self.stop_reason();
-                    let split = choose_split(self.settings.stream.split_properties, narrowed, &sample, &part.avoid).map(|split| (count, split));
+                    let split =
+                        choose_split(self.settings.stream.split_properties, narrowed, &sample, &part.avoid)
+                            .map(|split| (count, split));
                     return Ok(PartOutcome::Stop { reason, split });
                 }
                 // Fewer versions than counted although the pages ran out: an alert updated while we
@@ -693,7 +696,9 @@ where
                 Paged::Short | Paged::Beyond => break (count, distinct.len() as u64),
             }
         };
-        if let Some(split) = choose_split(self.settings.stream.split_properties, narrowed, &sample, &part.avoid) {
+        if let Some(split) =
+            choose_split(self.settings.stream.split_properties, narrowed, &sample, &part.avoid)
+        {
             return Ok(PartOutcome::Split { count, split });
         }
         if self.settings.accept_incomplete_instants.contains(&at) {
