@@ -6,6 +6,7 @@ mod graph_client;
 mod graph_modes;
 mod hostile;
 mod iam;
+mod incidents;
 mod lambda_backfill;
 mod lambda_sync;
 mod state_bounds;

@@ -106,6 +106,11 @@ impl Deployment {
         self.sim.tenant().current_versions(Utc::now()).into_iter().map(|v| v.body.clone()).collect()
     }
 
+    /// The incident versions Graph lists now.
+    pub fn incidents_now(&self) -> Vec<String> {
+        self.sim.tenant().current_incidents(Utc::now()).into_iter().map(|v| v.body).collect()
+    }
+
     /// The versions Graph lists now whose `lastUpdateDateTime` is in `[start, end)`.
     pub fn visible_in(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
         let tenant = self.sim.tenant();

@@ -190,6 +190,66 @@ pub fn assert_observed(
     );
 }
 
+/// The incidents' ground truth, as [`assert_observed`] for alerts: every incident version Graph
+/// listed throughout one of the complete `runs` is present exactly once, and every line is, byte
+/// for byte, an incident version the tenant ever had. A line written from an expanded read
+/// (`$expand=alerts`) is that version with its alerts appended as Graph inlined them when it was
+/// read: each of those must be, byte for byte, a version of an alert the tenant ever had.
+pub fn assert_observed_incidents(
+    lines: &[(String, String)],
+    tenant: &SimTenant,
+    runs: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> usize {
+    let alert_versions: std::collections::HashSet<&str> =
+        tenant.versions.iter().map(|v| v.body.as_str()).collect();
+    let mut expanded = 0;
+    let bodies: Vec<(String, String)> = lines
+        .iter()
+        .map(|(key, line)| match xdr_simulator::incidents::split_expanded(line) {
+            Some((body, alerts)) => {
+                expanded += 1;
+                for alert in &alerts {
+                    assert!(
+                        alert_versions.contains(alert.as_str()),
+                        "an inlined alert that no alert version explains: {alert:.200}"
+                    );
+                }
+                (key.clone(), body)
+            }
+            None => (key.clone(), line.clone()),
+        })
+        .collect();
+    let counts = count_lines(&bodies);
+    let incidents = tenant.incidents();
+    let ever: std::collections::HashSet<&str> = incidents.versions.iter().map(|v| v.body.as_str()).collect();
+    let unknown: Vec<&&str> = counts.keys().filter(|line| !ever.contains(*line)).collect();
+    assert!(
+        unknown.is_empty(),
+        "{} lines are no incident version the tenant ever had, e.g. {:.300}",
+        unknown.len(),
+        unknown[0]
+    );
+    let mut missing: Vec<String> = Vec::new();
+    for (start, end) in runs {
+        for version in tenant.incidents_listed_throughout(*start, *end) {
+            if !counts.contains_key(version.body.as_str()) {
+                missing.push(format!(
+                    "{} updated {} visible {} (run {start} to {end})",
+                    version.id, version.last_update, version.visible_at
+                ));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "{} incident versions listed throughout a complete run are missing: {missing:#?}",
+        missing.len()
+    );
+    expanded
+}
+
 /// Counts each line, checking on the way that none is there twice and that each is JSON in the
 /// partition of its own `lastUpdateDateTime`.
 fn count_lines(lines: &[(String, String)]) -> BTreeMap<&str, usize> {

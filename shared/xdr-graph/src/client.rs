@@ -49,10 +49,11 @@ pub struct GraphSettings {
     pub expand_alerts: bool,
 }
 
-/// Attempts an expanded read gets before it is made without the expansion: Graph answers 500
-/// to `$expand` with `$filter` for good on large tenants (elastic/integrations#18144), so the
-/// full retry budget would only delay the fallback.
-const EXPANDED_ATTEMPTS: u32 = 2;
+/// After Graph failed an expanded read, reads go without `$expand` for this long (in this
+/// container) before it is tried again: Graph answers 500 to `$expand` with `$filter` for good
+/// on large tenants (elastic/integrations#18144), and a failed attempt per page would double the
+/// requests and the time.
+const EXPAND_PAUSE: Duration = Duration::from_secs(10 * 60);
 
 /// Counters for metrics and summaries.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -108,6 +109,8 @@ pub struct GraphClient<P> {
     session: Arc<Session<P>>,
     settings: GraphSettings,
     counters: Counters,
+    /// Until when reads go without `$expand` after Graph failed one (see [`EXPAND_PAUSE`]).
+    expand_paused_until: std::sync::Mutex<Option<Instant>>,
 }
 
 /// What one attempt at a request came to (see `GraphClient::after_attempt`).
@@ -282,14 +285,24 @@ impl<P: CredentialProvider> GraphClient<P> {
             token_requests: AtomicU64::new(0),
             backoff_until: std::sync::Mutex::new(None),
         };
-        Self { session: Arc::new(session), settings, counters: Counters::default() }
+        Self {
+            session: Arc::new(session),
+            settings,
+            counters: Counters::default(),
+            expand_paused_until: std::sync::Mutex::new(None),
+        }
     }
 
     /// A client for `stream` in the same session: the same token (no second sign-in), the same
     /// backoff, its own counts.
     pub fn for_stream(&self, stream: Stream) -> Self {
         let settings = GraphSettings { stream, ..self.settings.clone() };
-        Self { session: Arc::clone(&self.session), settings, counters: Counters::default() }
+        Self {
+            session: Arc::clone(&self.session),
+            settings,
+            counters: Counters::default(),
+            expand_paused_until: std::sync::Mutex::new(None),
+        }
     }
 
     pub fn stats(&self) -> GraphStats {
@@ -331,6 +344,12 @@ impl<P: CredentialProvider> GraphClient<P> {
     /// Whether reads inline each incident's alerts.
     fn expands(&self) -> bool {
         self.settings.expand_alerts && self.settings.stream == xdr_core::stream::INCIDENTS
+    }
+
+    /// Whether expansion is paused after a failed expanded read (see [`EXPAND_PAUSE`]).
+    fn expansion_paused(&self) -> bool {
+        let paused = self.expand_paused_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        paused.is_some_and(|until| Instant::now() < until)
     }
 
     /// A nextLink is followed verbatim, but only to the Graph host in use.
@@ -446,8 +465,7 @@ impl<P: CredentialProvider> GraphClient<P> {
         loop {
             attempt += 1;
             let step = self.token_attempt(&url, &form, &credentials.client_id, deadline, attempt).await;
-            let max_attempts = self.settings.retry.max_attempts;
-            if let Some(result) = self.after_attempt(step, &mut attempt, max_attempts, deadline).await {
+            if let Some(result) = self.after_attempt(step, &mut attempt, deadline).await {
                 return result;
             }
         }
@@ -545,7 +563,6 @@ impl<P: CredentialProvider> GraphClient<P> {
         &self,
         step: Step<T>,
         attempt: &mut u32,
-        max_attempts: u32,
         deadline: Option<DateTime<Utc>>,
     ) -> Option<Result<T, GraphError>> {
         match step {
@@ -555,7 +572,7 @@ impl<P: CredentialProvider> GraphClient<P> {
                 None
             }
             Step::Retry { wait, exhausted, late } => {
-                if *attempt >= max_attempts {
+                if *attempt >= self.settings.retry.max_attempts {
                     return Some(Err(exhausted));
                 }
                 if !self.wait_or_give_up(wait, deadline).await {
@@ -606,42 +623,49 @@ impl<P: CredentialProvider> GraphClient<P> {
         &self,
         url: Url,
         deadline: Option<DateTime<Utc>>,
-        max_attempts: u32,
+        expanded: bool,
     ) -> Result<FetchedPage, GraphError> {
         self.check_destination(&url, "page request", &self.settings.endpoints.graph)?;
         let mut refreshed = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let step = self.page_attempt(&url, deadline, attempt, &mut refreshed).await;
-            if let Some(result) = self.after_attempt(step, &mut attempt, max_attempts, deadline).await {
+            let step = self.page_attempt(&url, deadline, attempt, &mut refreshed, expanded).await;
+            if let Some(result) = self.after_attempt(step, &mut attempt, deadline).await {
                 return result;
             }
         }
     }
 
-    /// A read with `$expand`: tried [`EXPANDED_ATTEMPTS`] times, then once more (with the full
-    /// retry budget) without the expansion if Graph kept failing it. The records are the same
-    /// either way, only without their alerts inlined; the alerts stream has those.
+    /// A read with `$expand`: if Graph fails it with a 5xx, the same read without the expansion
+    /// (with the full retry budget), and reads go without it for [`EXPAND_PAUSE`]. The records
+    /// are the same either way, only without their alerts inlined; the alerts stream has those.
     async fn get_expanded(
         &self,
         url: Url,
         deadline: Option<DateTime<Utc>>,
     ) -> Result<FetchedPage, GraphError> {
-        let attempts = EXPANDED_ATTEMPTS.min(self.settings.retry.max_attempts);
-        match self.get(url.clone(), deadline, attempts).await {
-            Err(GraphError::Unavailable { attempts, last }) => {
-                self.counters.expand_fallbacks.fetch_add(1, Ordering::Relaxed);
-                warn!(
-                    stream = self.settings.stream.name,
-                    attempts,
-                    last = %last,
-                    "Graph keeps failing a read with $expand=alerts; reading it without the expansion."
-                );
-                self.get(without_expand(&url), deadline, self.settings.retry.max_attempts).await
+        let failed = if self.expansion_paused() {
+            None
+        } else {
+            match self.get(url.clone(), deadline, true).await {
+                Err(GraphError::Unavailable { last, .. }) => Some(last),
+                other => return other,
             }
-            other => other,
+        };
+        self.counters.expand_fallbacks.fetch_add(1, Ordering::Relaxed);
+        if let Some(last) = failed {
+            let now = Instant::now();
+            *self.expand_paused_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                Some(now.checked_add(EXPAND_PAUSE).unwrap_or(now));
+            warn!(
+                stream = self.settings.stream.name,
+                last = %last,
+                pause_minutes = EXPAND_PAUSE.as_secs() / 60,
+                "Graph failed a read with $expand=alerts; reading it without the expansion, and the next reads too for a while."
+            );
         }
+        self.get(without_expand(&url), deadline, false).await
     }
 
     /// Another attempt after `problem`, `wait` from now.
@@ -654,12 +678,15 @@ impl<P: CredentialProvider> GraphClient<P> {
     }
 
     /// One page request, and what it comes to.
+    /// An `expanded` read that Graph fails with a 5xx is not retried nor made to hold back other
+    /// requests: that failure is about the expansion, not Graph's load (see `get_expanded`).
     async fn page_attempt(
         &self,
         url: &Url,
         deadline: Option<DateTime<Utc>>,
         attempt: u32,
         refreshed: &mut bool,
+        expanded: bool,
     ) -> Step<FetchedPage> {
         if let Err(error) = self.respect_shared_backoff(deadline).await {
             return Step::Finished(Err(error));
@@ -746,6 +773,12 @@ impl<P: CredentialProvider> GraphClient<P> {
             *refreshed = true;
             self.forget_token().await;
             return Step::Again;
+        }
+        if expanded && status.is_server_error() {
+            return Step::Finished(Err(GraphError::Unavailable {
+                attempts: attempt,
+                last: format!("HTTP {} (request-id {request_id})", status.as_u16()),
+            }));
         }
         if is_retryable_status(status) {
             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -842,7 +875,7 @@ impl<P: CredentialProvider> AlertSource for GraphClient<P> {
         if expanded {
             Ok(self.get_expanded(url, deadline).await?)
         } else {
-            Ok(self.get(url, deadline, self.settings.retry.max_attempts).await?)
+            Ok(self.get(url, deadline, false).await?)
         }
     }
 }
