@@ -1,7 +1,7 @@
-"""The Glue table and the Athena views fit the real output.
+"""The Glue tables and the Athena views fit the real output.
 
-Output comes from the real `xdr-sync demo` (the simulated tenant, synced twice, so some alerts have
-several versions). The table's columns and the views' SQL are read from infra/template.yaml itself.
+Output comes from the real `xdr-sync demo` (the simulated tenant, both streams synced twice, so some
+alerts and incidents have several versions). The table's columns and the views' SQL are read from infra/template.yaml itself.
 DuckDB stands in for Athena: the table is built from the raw lines with the JSON SerDe's rules
 (column names case-insensitive, `mapping.*` renames, nested objects in string columns kept as their
 JSON text), and the views' Trino SQL runs unchanged, with DuckDB macros for the Trino functions it
@@ -25,7 +25,9 @@ TRINO_COMPAT = [
     "CREATE MACRO from_iso8601_timestamp(s) AS CAST(s AS TIMESTAMPTZ)",
 ]
 # Columns whose JSON shape is open: the SerDe hands over the object's JSON text.
-OPEN_SHAPE = {"evidence", "customdetails", "additionaldata"}
+OPEN_SHAPE = {"evidence", "customdetails", "additionaldata", "alerts"}
+# Columns only some configurations write: `alerts` on incidents read with $expand=alerts.
+OPTIONAL = {"incidents": {"alerts"}}
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -54,6 +56,11 @@ def table(template):
 
 
 @pytest.fixture(scope="module")
+def incidents_table(template):
+    return template["Resources"]["IncidentsTable"]["Properties"]["TableInput"]
+
+
+@pytest.fixture(scope="module")
 def named_queries(template):
     return {
         name: resource["Properties"]["QueryString"]
@@ -63,7 +70,7 @@ def named_queries(template):
 
 
 @pytest.fixture(scope="module")
-def output(tmp_path_factory):
+def demo(tmp_path_factory):
     """Real output: the demo syncs the simulated tenant twice; run it twice for more versions."""
     demo = tmp_path_factory.mktemp("demo") / "xdr-demo"
     for _ in range(2):
@@ -71,9 +78,20 @@ def output(tmp_path_factory):
             ["cargo", "run", "--quiet", "-p", "xdr-sync", "--", "demo", "--dir", str(demo)],
             cwd=ROOT, check=True, capture_output=True, text=True,
         )
-    data = demo / "output" / "defender-xdr" / "alerts"
-    files = sorted(data.glob("dt=*/*.gz"))
-    assert files, "the demo wrote objects"
+    return demo / "output" / "defender-xdr"
+
+
+@pytest.fixture(scope="module")
+def output(demo):
+    data = demo / "alerts"
+    assert sorted(data.glob("dt=*/*.gz")), "the demo wrote alert objects"
+    return data
+
+
+@pytest.fixture(scope="module")
+def incidents_output(demo):
+    data = demo / "incidents"
+    assert sorted(data.glob("dt=*/*.gz")), "the demo wrote incident objects"
     return data
 
 
@@ -112,13 +130,13 @@ def compatible(glue_type, value, column):
     raise AssertionError(f"no compatibility rule for {glue_type}")
 
 
-def test_every_glue_column_is_in_the_data_with_a_compatible_type(table, output):
+def check_columns(table, data, minimum):
     serde = table["StorageDescriptor"]["SerdeInfo"]["Parameters"]
     columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
     assert [c["Name"] for c in table["PartitionKeys"]] == ["dt"]
     seen = {name: 0 for name, _ in columns}
     count = 0
-    for _, record in records(output):
+    for _, record in records(data):
         count += 1
         for name, glue_type in columns:
             key = json_key(record.keys(), name, serde)
@@ -126,23 +144,36 @@ def test_every_glue_column_is_in_the_data_with_a_compatible_type(table, output):
                 continue
             seen[name] += 1
             assert compatible(glue_type, record[key], name), f"{name} ({glue_type}) vs {record[key]!r:.120}"
-    assert count > 500
-    missing = [name for name, hits in seen.items() if hits == 0]
+    assert count > minimum
+    optional = OPTIONAL.get(table["Name"], set())
+    missing = [name for name, hits in seen.items() if hits == 0 and name not in optional]
     assert not missing, f"Glue columns absent from every record: {missing}"
     for name, _ in columns:
         assert name == name.lower(), "Glue keeps column names in lower case"
 
 
-def test_partition_projection_matches_the_layout(table):
-    parameters = table["Parameters"]
-    assert parameters["projection.enabled"] == "true"
-    assert parameters["projection.dt.type"] == "date"
-    assert parameters["projection.dt.format"] == "yyyy-MM-dd"
-    assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
+def test_every_glue_column_is_in_the_data_with_a_compatible_type(table, output):
+    check_columns(table, output, 500)
+
+
+def test_every_incidents_column_is_in_the_data_with_a_compatible_type(incidents_table, incidents_output):
+    check_columns(incidents_table, incidents_output, 200)
+    # An expanded line (IncidentsExpandAlerts) fits too: `alerts` is an open-shape string column.
+    _, record = next(records(incidents_output))
+    assert compatible("string", [{"id": "da1", "evidence": []}], "alerts")
+
+
+def test_partition_projection_matches_the_layout(table, incidents_table):
+    for glue in (table, incidents_table):
+        parameters = glue["Parameters"]
+        assert parameters["projection.enabled"] == "true"
+        assert parameters["projection.dt.type"] == "date"
+        assert parameters["projection.dt.format"] == "yyyy-MM-dd"
+        assert glue["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
 
 
 def test_the_views_and_queries_are_trino_sql(named_queries):
-    assert {"AlertsHistoryView", "AlertsLatestView"} <= named_queries.keys()
+    assert {"AlertsHistoryView", "AlertsLatestView", "IncidentsHistoryView", "IncidentsLatestView"} <= named_queries.keys()
     for name, sql in named_queries.items():
         sqlglot.parse_one(sql, read="trino")  # raises on anything Trino would not parse
 
@@ -172,28 +203,29 @@ def serde_value(record, column, glue_type, serde):
 
 
 def load_table(connection, table, data):
-    """`alerts` as Athena sees it through the Glue table and the JSON SerDe."""
+    """The table (`alerts`, `incidents`) as Athena sees it through Glue and the JSON SerDe."""
     serde = table["StorageDescriptor"]["SerdeInfo"]["Parameters"]
     columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
     definition = ", ".join(f"{name} {duckdb_type(glue_type)}" for name, glue_type in columns)
-    connection.execute(f"CREATE TABLE alerts ({definition}, dt VARCHAR)")
+    connection.execute(f"CREATE TABLE {table['Name']} ({definition}, dt VARCHAR)")
     rows = [
         [serde_value(record, name, glue_type, serde) for name, glue_type in columns] + [dt]
         for dt, record in records(data)
     ]
     placeholders = ", ".join("?" for _ in range(len(columns) + 1))
-    connection.executemany(f"INSERT INTO alerts VALUES ({placeholders})", rows)
+    connection.executemany(f"INSERT INTO {table['Name']} VALUES ({placeholders})", rows)
     return len(rows)
 
 
 @pytest.fixture(scope="module")
-def athena(table, named_queries, output):
+def athena(table, incidents_table, named_queries, output, incidents_output):
     connection = duckdb.connect()
     for macro in TRINO_COMPAT:
         connection.execute(macro)
     lines = load_table(connection, table, output)
-    connection.execute(named_queries["AlertsHistoryView"])
-    connection.execute(named_queries["AlertsLatestView"])
+    load_table(connection, incidents_table, incidents_output)
+    for view in ("AlertsHistoryView", "AlertsLatestView", "IncidentsHistoryView", "IncidentsLatestView"):
+        connection.execute(named_queries[view])
     return connection, lines
 
 
@@ -232,6 +264,44 @@ def test_the_useful_queries_run_and_answer(athena, named_queries):
         print(f"\n{name}: {columns}")
         for row in rows[:5]:
             print("  ", row)
+
+
+def test_incidents_history_latest_and_the_queries_that_join_them_to_alerts(athena, named_queries, incidents_output):
+    athena, _ = athena
+    versions = [record for _, record in records(incidents_output)]
+    distinct = len({record["id"] for record in versions})
+    assert athena.execute("SELECT count(*) FROM incidents_history").fetchone()[0] == len(versions)
+    assert athena.execute("SELECT count(*) FROM incidents_latest").fetchone()[0] == distinct
+    assert distinct < len(versions), "incidents change with their alerts"
+    # Every alert names an incident the incidents stream has.
+    orphans = athena.execute(
+        "SELECT count(*) FROM alerts_latest a LEFT JOIN incidents_latest i ON i.id = a.incidentid WHERE i.id IS NULL"
+    ).fetchone()[0]
+    assert orphans == 0
+
+    cursor = athena.execute(named_queries["OpenIncidentsWithAlertsQuery"])
+    columns = [column[0] for column in cursor.description]
+    rows = cursor.fetchall()
+    assert columns == ["incident_id", "displayname", "incident_severity", "incident_status", "assignedto",
+                       "alert_id", "title", "servicesource", "alert_severity", "alert_status"]
+    assert rows and all(row[3] not in ("resolved", "redirected") for row in rows)
+    # An open incident's alerts are all listed with it, and each alert names that incident.
+    incident = rows[0][0]
+    listed = {row[5] for row in rows if row[0] == incident}
+    members = {r[0] for r in athena.execute("SELECT id FROM alerts_latest WHERE incidentid = ?", [incident]).fetchall()}
+    assert listed == members and members
+
+    cursor = athena.execute(named_queries["IncidentTimeToResolveQuery"])
+    resolve_columns = [column[0] for column in cursor.description]
+    resolved = cursor.fetchall()
+    assert resolve_columns == ["severity", "resolved_incidents", "mean_minutes_to_resolve", "longest_minutes_to_resolve"]
+    assert resolved and all(row[1] > 0 and row[2] is not None and row[2] >= 0 and row[3] >= row[2] for row in resolved)
+    print(f"\nOpenIncidentsWithAlertsQuery: {columns}")
+    for row in rows[:5]:
+        print("  ", row)
+    print(f"\nIncidentTimeToResolveQuery: {resolve_columns}")
+    for row in resolved:
+        print("  ", row)
 
 
 def test_objects_of_several_gzip_members_read_as_one_stream(output, tmp_path):

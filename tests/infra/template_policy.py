@@ -54,6 +54,7 @@ class Resolver:
             "CreateBucket": True, "CreateSecret": True, "UseKey": False,
             "HasExistingBucketKey": bool(self.parameters.get("ExistingBucketKmsKeyArn")),
             "HasExistingSecretKey": bool(self.parameters.get("ExistingSecretKmsKeyArn")),
+            "ServesIncidents": self.parameters.get("Streams", "alerts") != "alerts",
             **(conditions or {}),
         }
         self.refs = {

@@ -32,13 +32,19 @@ def matches(pattern, value):
     return fnmatch.fnmatchcase(value, pattern)
 
 
-def prefixes(doc, output_prefix):
+def prefixes(doc, output_prefix, parameters=None):
+    """Where the functions write: the incidents' prefix only where the stack serves incidents."""
     env = doc["Globals"]["Function"]["Environment"]["Variables"]
-    return {
+    parameters = parameters or {}
+    found = {
         "output": output_prefix.rstrip("/"),
         "quarantine": env["QUARANTINE_PREFIX"],
         "control": env["CONTROL_PREFIX"],
     }
+    if "incidents" in parameters.get("Streams", doc["Parameters"]["Streams"]["Default"]):
+        incidents = parameters.get("IncidentsPrefix", doc["Parameters"]["IncidentsPrefix"]["Default"])
+        found["incidents"] = incidents.rstrip("/")
+    return found
 
 
 def sample_key(prefix_name, prefix):
@@ -91,8 +97,13 @@ def inventory():
 
 
 CASES = [
-    pytest.param({}, {"UseKey": False}, id="defaults"),
-    pytest.param({"OutputPrefix": "lake/xdr/alerts/"}, {"UseKey": True}, id="other-prefix-with-key"),
+    pytest.param({}, {"UseKey": False, "ServesIncidents": False}, id="defaults"),
+    pytest.param({"OutputPrefix": "lake/xdr/alerts/"}, {"UseKey": True, "ServesIncidents": False}, id="other-prefix-with-key"),
+    pytest.param(
+        {"Streams": "alerts,incidents", "IncidentsPrefix": "lake/xdr/incidents/"},
+        {"UseKey": False, "ServesIncidents": True},
+        id="with-incidents",
+    ),
 ]
 
 
@@ -115,14 +126,14 @@ def test_every_call_the_code_makes_is_granted(function, parameters, conditions):
         elif kind == "object":
             checks = [
                 (f"arn:aws:s3:::{NAMES['bucket']}/{sample_key(name, prefix)}", None)
-                for name, prefix in prefixes(doc, output_prefix).items()
+                for name, prefix in prefixes(doc, output_prefix, parameters).items()
                 if name in call["prefixes"]
             ]
         elif kind == "bucket":
             # S3 decides 404 or 403 for a missing key by ListBucket on the bucket, for that key.
             checks = [
                 (f"arn:aws:s3:::{NAMES['bucket']}", sample_key(name, prefix))
-                for name, prefix in prefixes(doc, output_prefix).items()
+                for name, prefix in prefixes(doc, output_prefix, parameters).items()
                 if name in call["prefixes"]
             ]
         else:
@@ -150,11 +161,23 @@ def test_nothing_is_granted_that_no_call_needs(function):
 
 
 def test_list_bucket_is_limited_to_the_functions_own_prefixes():
-    stmts = statements(template(), "SyncFunction", NAMES, {}, {})
+    stmts = statements(template(), "SyncFunction", NAMES, {}, {"ServesIncidents": False})
     bucket = f"arn:aws:s3:::{NAMES['bucket']}"
     assert granted(stmts, "s3:ListBucket", bucket, "defender-xdr/alerts/dt=2026-11-28/x.gz")
     assert not granted(stmts, "s3:ListBucket", bucket, "other-team/secrets/x")
     assert not granted(stmts, "s3:ListBucket", bucket, None), "never unconditioned"
+
+
+@pytest.mark.parametrize("function", ["SyncFunction", "BackfillFunction"])
+def test_the_incidents_prefix_is_granted_only_where_incidents_are_served(function):
+    key = "defender-xdr/incidents/dt=2026-11-28/x.gz"
+    bucket = f"arn:aws:s3:::{NAMES['bucket']}"
+    alerts_only = statements(template(), function, NAMES, {}, {"ServesIncidents": False})
+    assert not granted(alerts_only, "s3:PutObject", f"{bucket}/{key}")
+    assert not granted(alerts_only, "s3:ListBucket", bucket, key)
+    both = statements(template(), function, NAMES, {"Streams": "alerts,incidents"}, {"ServesIncidents": True})
+    assert granted(both, "s3:PutObject", f"{bucket}/{key}")
+    assert granted(both, "s3:ListBucket", bucket, key)
 
 
 def items(function, action, keys):

@@ -267,9 +267,9 @@ where
         Ok(summary) => SyncOutcome::Ran(Box::new(summary)),
         Err(held) => SyncOutcome::LeaseHeld(held),
     };
-    let mut requests = source.counts().since(&before);
-    requests.token_requests = 0;
-    Ok(SyncResponse { outcome, requests })
+    // Tokens asked for during this stream's run (a refresh after a 401): the session's count
+    // moved by them alone, as the streams run one after another.
+    Ok(SyncResponse { outcome, requests: source.counts().since(&before) })
 }
 
 /// `xdr-backfill`: one invocation for `{"start": ..., "end": ...}`; invoke again with the same
