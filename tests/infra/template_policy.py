@@ -3,7 +3,7 @@
 Used by tests/infra/test_iam.py (the inventory check) and by the Rust end-to-end test
 tests/it/iam.rs, which runs the functions under exactly these policies in an IAM-enforcing stand-in:
 
-    python tests/infra/template_policy.py SyncFunction --bucket B --table-arn A --secret-arn S [--without-sid X]
+    python tests/infra/template_policy.py SyncFunction --bucket B --table-arn A --secret-arn S [--without-sid X] [--parameter Streams=alerts,incidents]
 """
 import argparse
 import json
@@ -108,8 +108,8 @@ def statements(doc, function, names, parameters=None, conditions=None):
     return found
 
 
-def policy_document(function, names, without_sids=()):
-    kept = [s for s in statements(template(), function, names) if s.get("Sid") not in without_sids]
+def policy_document(function, names, without_sids=(), parameters=None):
+    kept = [s for s in statements(template(), function, names, parameters) if s.get("Sid") not in without_sids]
     return {"Version": "2012-10-17", "Statement": kept}
 
 
@@ -120,9 +120,11 @@ def main(argv):
     parser.add_argument("--table-arn", required=True)
     parser.add_argument("--secret-arn", required=True)
     parser.add_argument("--without-sid", action="append", default=[])
+    parser.add_argument("--parameter", action="append", default=[], help="NAME=VALUE, a template parameter")
     args = parser.parse_args(argv)
     names = {"bucket": args.bucket, "table_arn": args.table_arn, "secret_arn": args.secret_arn}
-    print(json.dumps(policy_document(args.function, names, args.without_sid)))
+    parameters = dict(item.split("=", 1) for item in args.parameter)
+    print(json.dumps(policy_document(args.function, names, args.without_sid, parameters)))
 
 
 if __name__ == "__main__":

@@ -19,18 +19,22 @@ fn tenant(seed: u64) -> SimTenant {
 }
 
 /// Every call both functions make is one the template grants (moto refuses any other), and the
-/// recovery after a failed put can tell "never landed" (404) from "forbidden".
+/// recovery after a failed put can tell "never landed" (404) from "forbidden". The stack serves
+/// both streams (`Streams=alerts,incidents`), so the incidents' prefix is granted as the
+/// template grants it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn both_functions_run_under_the_templates_own_policies() {
     if xdr_tests::moto::unavailable("both_functions_run_under_the_templates_own_policies") {
         return;
     }
     let tenant = tenant(501);
-    let stand_in = IamStandIn::start(&Deployment::secret_of(&tenant).to_string(), &[]).await;
+    let streams = [("Streams", "alerts,incidents")];
+    let stand_in = IamStandIn::start_with(&Deployment::secret_of(&tenant).to_string(), &[], &streams).await;
     let backfill_keys = stand_in.keys_of("BackfillFunction");
     let IamStandIn { moto: _moto, aws, proxy, .. } = stand_in;
     let mut deployment = Deployment::with_aws(tenant, SimOptions::default(), aws).await;
     deployment.set("BACKFILL_START", &(Utc::now() - TimeDelta::hours(20)).to_rfc3339());
+    deployment.set("STREAMS", "alerts,incidents");
     deployment.start();
 
     // A put that never lands: the run fails, and the next one checks the pending object.
@@ -55,8 +59,15 @@ async fn both_functions_run_under_the_templates_own_policies() {
         panic!("backfill under the template's policy: {outcome:?}")
     };
     assert_eq!(result["complete"], json!(true), "{result}");
+    let incidents = json!({"start": (Utc::now() - TimeDelta::days(2)).to_rfc3339(), "stream": "incidents"});
+    let outcome = deployment.invoke_backfill(&incidents, Duration::from_secs(60)).await;
+    let Outcome::Response(result) = &outcome else {
+        panic!("incidents backfill under the template's policy: {outcome:?}")
+    };
+    assert_eq!(result["complete"], json!(true), "{result}");
     assert!(!live.is_empty());
     assert_exactly(&deployment.aws.lines(PREFIX).await, &deployment.visible_now());
+    assert_exactly(&deployment.aws.lines("defender-xdr/incidents/").await, &deployment.incidents_now());
     deployment.assert_no_secrets(&[]);
 }
 

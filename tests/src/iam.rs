@@ -26,13 +26,16 @@ fn python() -> PathBuf {
 }
 
 /// The template's policy for `function`, resolved for `aws`'s names, less the statements `without`.
-pub fn template_policy(function: &str, aws: &Aws, without: &[&str]) -> Value {
+pub fn template_policy(function: &str, aws: &Aws, without: &[&str], parameters: &[(&str, &str)]) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("infra/template_policy.py");
     let mut command = Command::new(python());
     command.arg(script).arg(function);
     command.args(["--bucket", &aws.bucket, "--table-arn", &aws.table_arn, "--secret-arn", &aws.secret_arn]);
     for sid in without {
         command.args(["--without-sid", sid]);
+    }
+    for (name, value) in parameters {
+        command.args(["--parameter", &format!("{name}={value}")]);
     }
     let output = command.output().unwrap_or_else(|error| {
         panic!(
@@ -114,12 +117,17 @@ impl IamStandIn {
     /// Resources for one deployment, a user per function with the template's policy for it
     /// (less the statements named in `without`), then IAM enforced for every later request.
     pub async fn start(secret_value: &str, without: &[&str]) -> Self {
+        Self::start_with(secret_value, without, &[]).await
+    }
+
+    /// The same, with the template's `parameters` (`Streams=alerts,incidents`) deciding the policies.
+    pub async fn start_with(secret_value: &str, without: &[&str], parameters: &[(&str, &str)]) -> Self {
         let moto = moto::start_own();
         let mut aws = Aws::fresh_at(&moto.endpoint, secret_value).await;
         let mut keys = Vec::new();
         let mut policies = Vec::new();
         for (user, function) in [("sync", "SyncFunction"), ("backfill", "BackfillFunction")] {
-            let policy = template_policy(function, &aws, without);
+            let policy = template_policy(function, &aws, without, parameters);
             let user_keys = user_with_policy(&moto.endpoint, user, &policy).await;
             policies.push((user_keys.0.clone(), policy));
             keys.push((function.to_owned(), user_keys));

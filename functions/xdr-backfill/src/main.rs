@@ -1,10 +1,10 @@
-//! `xdr-backfill`: writes the alert versions of a past window, resumably, without touching the
-//! live sync's state.
+//! `xdr-backfill`: writes the alert (or incident) versions of a past window, resumably, without
+//! touching the live sync's state.
 //!
-//! Under Lambda (`AWS_LAMBDA_RUNTIME_API` set) each invocation takes `{"start": ..., "end": ...}`
-//! and continues where the previous one with the same event stopped. Outside Lambda,
-//! `xdr-backfill --start ... [--end ...]` does the same into the local folder and state of
-//! `xdr-sync`'s local mode.
+//! Under Lambda (`AWS_LAMBDA_RUNTIME_API` set) each invocation takes `{"start": ..., "end": ...,
+//! "stream": ...}` and continues where the previous one with the same event stopped. Outside
+//! Lambda, `xdr-backfill --start ... [--end ...] [--stream incidents]` does the same into the
+//! local folder and state of `xdr-sync`'s local mode.
 
 use std::process::ExitCode;
 
@@ -20,7 +20,7 @@ use xdr_runtime::{AppError, LocalConfig, SyncConfig, logging};
 #[command(
     name = "xdr-backfill",
     version,
-    about = "Backfill a past window of Defender XDR alerts; run again to resume."
+    about = "Backfill a past window of Defender XDR alerts or incidents; run again to resume."
 )]
 struct Cli {
     /// Start of the window (RFC 3339, inclusive).
@@ -29,6 +29,9 @@ struct Cli {
     /// End of the window (RFC 3339, exclusive). Default: where the live sync's coverage begins, or now.
     #[arg(long)]
     end: Option<String>,
+    /// What to backfill: alerts or incidents (it must be in STREAMS).
+    #[arg(long, default_value = "alerts")]
+    stream: String,
 }
 
 fn main() -> ExitCode {
@@ -47,7 +50,9 @@ async fn local(cli: Cli) -> Result<(), AppError> {
     let env = |name: &str| std::env::var(name).ok();
     let config = SyncConfig::from_lookup(env, Utc::now())?;
     let local = LocalConfig::from_lookup(env)?;
-    let response = backfill_local(&config, &local, &json!({"start": cli.start, "end": cli.end})).await?;
+    let response =
+        backfill_local(&config, &local, &json!({"start": cli.start, "end": cli.end, "stream": cli.stream}))
+            .await?;
     println!("{}", serde_json::to_string_pretty(&response).unwrap_or_default());
     Ok(())
 }

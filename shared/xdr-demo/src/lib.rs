@@ -195,7 +195,7 @@ pub async fn simulate(port: u16, alerts: u64, graph_mode: GraphMode) -> Result<(
         simulator.client_secret()
     );
     println!(
-        "  LOGIN_BASE_URL={base} GRAPH_BASE_URL={base} BACKFILL_START={} \\",
+        "  LOGIN_BASE_URL={base} GRAPH_BASE_URL={base} STREAMS=alerts,incidents BACKFILL_START={} \\",
         (Utc::now() - TimeDelta::days(3)).format("%Y-%m-%dT%H:%M:%SZ")
     );
     println!("  xdr-sync\n\nPress Ctrl-C to stop.");
