@@ -40,14 +40,8 @@ pub const ALERTS: Stream = Stream {
     default_prefix: crate::layout::DEFAULT_OUTPUT_PREFIX,
     table: "alerts",
     max_page_size: 1000,
-    split_properties: &[
-        Property::ServiceSource,
-        Property::Severity,
-        Property::Status,
-        Property::Classification,
-        Property::Determination,
-        Property::AssignedTo,
-    ],
+    // Every property, those with many values first.
+    split_properties: &Property::ALL,
     marker_file: "sync.json",
     quarantine_folder: None,
 };

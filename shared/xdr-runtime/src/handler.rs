@@ -154,6 +154,16 @@ where
     result
 }
 
+/// The source of `stream` (the wiring builds one for every stream the product knows).
+fn source_of<S>(sources: &Sources<S>, stream: Stream) -> Result<&S, AppError> {
+    sources.get(stream).ok_or_else(|| {
+        AppError::Config(xdr_config::ConfigError {
+            setting: "STREAMS",
+            problem: format!("no source for `{}`", stream.name),
+        })
+    })
+}
+
 /// The streams a sync event asks for: every served one, or the one its `stream` names. Any
 /// other payload (a scheduled event, `{}`, anything) is accepted and ignored.
 pub fn requested_streams(config: &SyncConfig, event: &Value) -> Result<Vec<Stream>, AppError> {
@@ -200,28 +210,21 @@ where
 {
     let HandlerPorts { sources, state_for, sink, lease, clock } = ports;
     let streams = requested_streams(config, event)?;
-    let first = streams.first().and_then(|stream| sources.get(*stream)).ok_or_else(|| {
-        AppError::Config(xdr_config::ConfigError {
-            setting: "STREAMS",
-            problem: "no source for the streams served".into(),
-        })
-    })?;
+    // `STREAMS` names at least one stream, and an event one.
+    let first = source_of(sources, *streams.first().unwrap_or(&xdr_core::stream::ALERTS))?;
     let before = first.counts();
     let identity = authenticate(config, first, invocation).await?;
     let signed_in = first.counts().since(&before);
     let mut runs = Vec::with_capacity(streams.len());
     for (index, stream) in streams.iter().enumerate() {
         let share = share_of(invocation, clock.now(), index, streams.len());
-        let result = match (config.for_stream(*stream), sources.get(*stream)) {
-            (Ok(config), Some(source)) => {
+        let result = match (config.for_stream(*stream), source_of(sources, *stream)) {
+            (Ok(config), Ok(source)) => {
                 let ports = HandlerPorts { sources, state_for: &state_for, sink, lease, clock };
                 sync_stream(&config, source, ports, &identity, &share).await
             }
             (Err(error), _) => Err(AppError::Config(error)),
-            (Ok(_), None) => Err(AppError::Config(xdr_config::ConfigError {
-                setting: "STREAMS",
-                problem: format!("no source for `{}`", stream.name),
-            })),
+            (_, Err(error)) => Err(error),
         };
         if let Err(error) = &result {
             warn!(stream = stream.name, error = %error, error_type = error.kind(), "The stream's run failed; the other streams go on.");
@@ -292,12 +295,7 @@ where
     // A bad event is refused before anything is read or written.
     let request = BackfillRequest::from_event(event, clock.now()).map_err(EngineError::from)?;
     let config = &config.for_stream(request.stream).map_err(|error| AppError::InvalidEvent(error.problem))?;
-    let source = sources.get(request.stream).ok_or_else(|| {
-        AppError::Config(xdr_config::ConfigError {
-            setting: "STREAMS",
-            problem: format!("no source for `{}`", request.stream.name),
-        })
-    })?;
+    let source = source_of(sources, request.stream)?;
     let before = source.counts();
     let identity = authenticate(config, source, invocation).await?;
     let (keys, previous) = config.keys(&identity.tenant);
