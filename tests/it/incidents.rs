@@ -193,6 +193,37 @@ async fn expanded_incidents_fall_back_when_graph_keeps_failing_and_inline_alerts
     }
 }
 
+/// The app has `SecurityAlert.Read.All` but not `SecurityIncident.Read.All`: Graph answers the
+/// incidents with 403. The alerts are synced as ever, the invocation answers normally with the
+/// incidents' error naming the permission, and once it is granted the next run reads the
+/// incidents from the start of their history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_incidents_permission_fails_that_stream_alone() {
+    if xdr_tests::moto::unavailable("a_missing_incidents_permission_fails_that_stream_alone") {
+        return;
+    }
+    let options = SimOptions { incidents_forbidden: true, ..SimOptions::default() };
+    let mut deployment = Deployment::new(settled_tenant(319, 300), options, None).await;
+    deployment.set("STREAMS", "alerts,incidents");
+    deployment.start();
+    let outcome = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    let answer = outcome.response().clone();
+    assert_eq!(answer["complete"], json!(false), "{answer}");
+    assert_eq!(answer["streams"]["alerts"]["complete"], json!(true), "{answer}");
+    let incidents = &answer["streams"]["incidents"];
+    assert_eq!(incidents["complete"], json!(false));
+    assert_eq!(incidents["error_type"], json!("CredentialsError"), "{incidents}");
+    assert!(incidents["error"].as_str().unwrap().contains("SecurityIncident.Read.All"), "{incidents}");
+    assert_exactly(&deployment.aws.lines(ALERTS).await, &deployment.visible_now());
+    assert!(deployment.aws.lines(INCIDENTS).await.is_empty());
+    assert!(deployment.output().contains("\"Stream\":\"incidents\""), "the incidents' metrics line");
+
+    deployment.sim.options(|options| options.incidents_forbidden = false);
+    let outcome = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
+    assert_eq!(outcome.response()["complete"], json!(true), "{:?}", outcome);
+    assert_exactly(&deployment.aws.lines(INCIDENTS).await, &deployment.incidents_now());
+}
+
 /// An incidents backfill through the real `xdr-backfill`: its own keys, the window written once,
 /// a second invocation writes nothing, and the alerts are not touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -78,6 +78,9 @@ pub struct SimOptions {
     pub graph: GraphBehaviour,
     /// The client secret has expired (Entra answers AADSTS7000222).
     pub secret_expired: bool,
+    /// The app lacks `SecurityIncident.Read.All`: incidents are answered with 403, as Graph
+    /// answers a missing application role.
+    pub incidents_forbidden: bool,
 }
 
 impl Default for SimOptions {
@@ -87,6 +90,7 @@ impl Default for SimOptions {
             page_latency: Duration::ZERO,
             graph: GraphMode::from_env().behaviour(),
             secret_expired: false,
+            incidents_forbidden: false,
         }
     }
 }
@@ -606,6 +610,14 @@ fn serve_list(
     }
     if fault == Some(Fault::ValueNotAnArray) {
         return json_response(StatusCode::OK, r#"{"@odata.context":"x","value":{"id":"a"}}"#.into());
+    }
+    if *collection == INCIDENTS && sim.options.incidents_forbidden {
+        return graph_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "Missing application roles. API required roles: SecurityIncident.Read.All, SecurityIncident.ReadWrite.All. Application roles: SecurityAlert.Read.All.",
+            request_id,
+        );
     }
     if *collection == INCIDENTS
         && sim.options.graph.expand_with_filter_fails
