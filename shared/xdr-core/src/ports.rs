@@ -91,7 +91,7 @@ pub struct SourceCounts {
     pub graph_requests: u64,
     pub throttled_responses: u64,
     pub token_requests: u64,
-    /// Reads made again without `$expand` after Graph kept failing them (incidents).
+    /// Incident reads made without `$expand` although it was asked for (Graph failed it).
     #[serde(skip_serializing_if = "is_zero")]
     pub expand_fallbacks: u64,
 }

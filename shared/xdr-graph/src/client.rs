@@ -44,8 +44,8 @@ pub struct GraphSettings {
     pub retry: RetryPolicy,
     /// The largest page answer read, before and after decompression (`MAX_RESPONSE_MB`).
     pub max_response_bytes: usize,
-    /// `$expand=alerts` on incidents (`INCIDENTS_EXPAND_ALERTS`): a read Graph keeps failing
-    /// with a 5xx is made again without it.
+    /// `$expand=alerts` on incidents (`INCIDENTS_EXPAND_ALERTS`): a read Graph fails with a 5xx
+    /// is made again at once without it (see `get_expanded`).
     pub expand_alerts: bool,
 }
 
@@ -61,7 +61,8 @@ pub struct GraphStats {
     pub graph_requests: u64,
     pub throttled_responses: u64,
     pub token_requests: u64,
-    /// Expanded reads made again without `$expand` after Graph kept failing them.
+    /// Reads made without `$expand` although it was asked for: after Graph failed them, or
+    /// while the expansion is paused after such a failure.
     pub expand_fallbacks: u64,
 }
 

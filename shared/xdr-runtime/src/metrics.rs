@@ -52,7 +52,7 @@ pub struct RunMetrics {
     pub state_too_large: u64,
     /// 1 when the run refused to start over (`TenantStateError`: a lost or re-keyed state).
     pub state_refused: u64,
-    /// Incident reads made again without `$expand=alerts` after Graph kept failing them.
+    /// Incident reads made without `$expand=alerts` although it was asked for (Graph failed it).
     pub expand_fallbacks: u64,
 }
 
