@@ -214,6 +214,7 @@ async fn a_missing_incidents_permission_fails_that_stream_alone() {
     assert_eq!(incidents["complete"], json!(false));
     assert_eq!(incidents["error_type"], json!("CredentialsError"), "{incidents}");
     assert!(incidents["error"].as_str().unwrap().contains("SecurityIncident.Read.All"), "{incidents}");
+    assert!(incidents["graph_requests"].as_u64() >= Some(1), "the refused request counts: {incidents}");
     assert_exactly(&deployment.aws.lines(ALERTS).await, &deployment.visible_now());
     assert!(deployment.aws.lines(INCIDENTS).await.is_empty());
     assert!(deployment.output().contains("\"Stream\":\"incidents\""), "the incidents' metrics line");

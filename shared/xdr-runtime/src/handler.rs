@@ -218,6 +218,7 @@ where
     let mut runs = Vec::with_capacity(streams.len());
     for (index, stream) in streams.iter().enumerate() {
         let share = share_of(invocation, clock.now(), index, streams.len());
+        let counted_from = sources.get(*stream).map(AlertSource::counts).unwrap_or_default();
         let result = match (config.for_stream(*stream), source_of(sources, *stream)) {
             (Ok(config), Ok(source)) => {
                 let ports = HandlerPorts { sources, state_for: &state_for, sink, lease, clock };
@@ -229,11 +230,16 @@ where
         if let Err(error) = &result {
             warn!(stream = stream.name, error = %error, error_type = error.kind(), "The stream's run failed; the other streams go on.");
         }
-        runs.push(StreamRun { stream: *stream, result });
+        // Counted whatever the outcome: a failed stream's requests are reported too.
+        let requests = sources.get(*stream).map(AlertSource::counts).unwrap_or_default().since(&counted_from);
+        runs.push(StreamRun { stream: *stream, result, requests });
     }
     // The sign-in is the first stream's.
-    if let Some(StreamRun { result: Ok(response), .. }) = runs.first_mut() {
-        response.requests.token_requests += signed_in.token_requests;
+    if let Some(first) = runs.first_mut() {
+        first.requests.token_requests += signed_in.token_requests;
+        if let Ok(response) = &mut first.result {
+            response.requests.token_requests += signed_in.token_requests;
+        }
     }
     Ok(runs)
 }

@@ -97,15 +97,21 @@ impl AwsPorts {
         }
     }
 
-    /// Emits one stream run's metrics.
+    /// Emits one stream run's metrics; `requests`, when known, counts a failed run's requests too.
     fn emit<R: Measured>(
         &self,
         function: &str,
         stream: &str,
         result: &Result<R, AppError>,
+        requests: Option<xdr_core::SourceCounts>,
         started: std::time::Instant,
     ) {
-        let metrics = RunMetrics::of(result, started.elapsed().as_millis() as u64, Utc::now());
+        let mut metrics = RunMetrics::of(result, started.elapsed().as_millis() as u64, Utc::now());
+        if let Some(requests) = requests {
+            metrics.graph_requests = requests.graph_requests;
+            metrics.throttled_requests = requests.throttled_responses;
+            metrics.expand_fallbacks = requests.expand_fallbacks;
+        }
         let scope = MetricsScope { function, stream, tenant: &self.config.tenant_id };
         emit(&self.metrics_namespace, scope, &metrics);
     }
@@ -118,7 +124,7 @@ impl AwsPorts {
         match handle_sync(&self.config, self.ports(), &event.payload, &invocation).await {
             Ok(runs) => {
                 for run in &runs {
-                    self.emit("xdr-sync", run.stream.name, &run.result, started);
+                    self.emit("xdr-sync", run.stream.name, &run.result, Some(run.requests), started);
                 }
                 Ok(to_value(&SyncAnswer::from_runs(runs)?))
             }
@@ -126,7 +132,7 @@ impl AwsPorts {
                 // Nothing started (a bad event, the credentials): the first stream's run failed.
                 let stream = self.config.streams.first().map_or("alerts", |stream| stream.name);
                 let failed: Result<crate::response::SyncResponse, AppError> = Err(error);
-                self.emit("xdr-sync", stream, &failed, started);
+                self.emit("xdr-sync", stream, &failed, None, started);
                 failed.map(|response| to_value(&response))
             }
         }
@@ -144,7 +150,7 @@ impl AwsPorts {
             .and_then(Value::as_str)
             .and_then(xdr_core::stream::by_name)
             .map_or("alerts", |stream| stream.name);
-        self.emit("xdr-backfill", stream, &result, started);
+        self.emit("xdr-backfill", stream, &result, None, started);
         Ok(to_value(&result?))
     }
 }

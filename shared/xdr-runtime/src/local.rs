@@ -140,7 +140,7 @@ pub async fn sync_streams_into_folder(
     let runs = handle_sync(config, adapters.ports(), event, &invocation(run_timeout)).await?;
     Ok(runs
         .into_iter()
-        .map(|StreamRun { stream, result }| {
+        .map(|StreamRun { stream, result, .. }| {
             let stats = adapters.graph.get(stream).map(GraphClient::stats).unwrap_or_default();
             let result = result.and_then(|response| match response.outcome {
                 SyncOutcome::Ran(summary) => Ok((*summary, stats)),

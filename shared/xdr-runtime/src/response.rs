@@ -56,6 +56,8 @@ pub struct SyncResponse {
 pub struct StreamRun {
     pub stream: Stream,
     pub result: Result<SyncResponse, AppError>,
+    /// What the stream's source was asked during its run, failed or not.
+    pub requests: SourceCounts,
 }
 
 /// One stream's entry in the answer's `streams`.
@@ -101,8 +103,8 @@ impl StreamEntry {
                     written: response.alerts_written(),
                     objects: response.objects_written(),
                     covered_until,
-                    graph_requests: response.requests.graph_requests,
-                    expand_fallbacks: response.requests.expand_fallbacks,
+                    graph_requests: run.requests.graph_requests,
+                    expand_fallbacks: run.requests.expand_fallbacks,
                 }
             }
             Err(error) => Self {
@@ -113,8 +115,8 @@ impl StreamEntry {
                 written: 0,
                 objects: 0,
                 covered_until: None,
-                graph_requests: 0,
-                expand_fallbacks: 0,
+                graph_requests: run.requests.graph_requests,
+                expand_fallbacks: run.requests.expand_fallbacks,
             },
         }
     }

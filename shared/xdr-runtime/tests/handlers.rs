@@ -585,6 +585,11 @@ async fn a_stream_without_its_permission_fails_alone_and_is_tried_again() {
     assert_eq!(value["streams"]["incidents"]["complete"], json!(false));
     let error = value["streams"]["incidents"]["error"].as_str().unwrap();
     assert!(error.contains("SecurityIncident.Read.All"), "{error}");
+    assert_eq!(
+        value["streams"]["incidents"]["graph_requests"],
+        json!(1),
+        "a failed stream's requests count too"
+    );
     assert_eq!(value["complete"], json!(false), "complete only when every stream is");
     assert!(value["stopped_because"].as_str().unwrap().contains("incidents"), "{value}");
     assert_eq!(world.written(), world.source().listed_now(), "the alerts are all there");
