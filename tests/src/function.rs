@@ -2,7 +2,7 @@
 //! and the usual Lambda variables, kept warm between invocations, killed where a test needs it.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -101,14 +101,17 @@ impl FunctionProcess {
         .flatten()
         {
             let sink = output.clone();
+            // Whole lines only: stdout (metrics) and stderr (logs) share one transcript, and a
+            // pipe read can end mid-line, which would splice one stream's line into the other's.
             readers.push(std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buffer = [0u8; 8192];
-                while let Ok(n) = stream.read(&mut buffer) {
-                    if n == 0 {
-                        break;
+                let mut stream = std::io::BufReader::new(stream);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match stream.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => sink.lock().unwrap().push_str(&String::from_utf8_lossy(&line)),
                     }
-                    sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
                 }
             }));
         }
