@@ -380,6 +380,9 @@ async fn each_bad_setting_fails_start_up_naming_it() {
         ("QUARANTINE_PREFIX", Some("defender-xdr/alerts/quarantine")),
         ("S3_FORCE_PATH_STYLE", Some("perhaps")),
         ("SECRET_CACHE_SECONDS", Some("forever")),
+        // A stack syncs one TENANT_ID or a registry's tenants, not both.
+        ("TENANTS_TABLE", Some("xdr-tenants")),
+        ("STALE_AFTER_SECONDS", Some("5")),
     ];
     let good = deployment.env.clone();
     for function in ["xdr-sync", "xdr-backfill"] {

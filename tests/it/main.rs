@@ -11,4 +11,5 @@ mod lambda_backfill;
 mod lambda_sync;
 mod state_bounds;
 mod sync;
+mod tenants;
 mod upgrade;

@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod aws_fault_proxy;
 pub mod deployment;
+pub mod fleet;
 pub mod function;
 pub mod iam;
 pub mod moto;

@@ -23,6 +23,7 @@ use xdr_runtime::lambda::{Function, serve};
 use xdr_runtime::local::{run_local, stream_state_file};
 use xdr_runtime::report::{describe_folder, describe_run};
 use xdr_runtime::state_admin;
+use xdr_runtime::tenants_admin::{AddRequest, TenantsAdmin};
 use xdr_runtime::{AppError, LocalConfig, SyncConfig, logging};
 
 #[derive(Parser)]
@@ -67,6 +68,12 @@ enum Command {
         #[command(subcommand)]
         action: StateAction,
     },
+    /// The tenant registry of a stack that syncs many tenants (TENANTS_TABLE): add, list,
+    /// enable, disable, remove.
+    Tenants {
+        #[command(subcommand)]
+        action: TenantsAction,
+    },
     /// Serve a simulated tenant (Entra token endpoint + Graph alerts_v2 and incidents) until
     /// interrupted.
     #[cfg(feature = "demo")]
@@ -79,6 +86,44 @@ enum Command {
         /// How the simulated Graph pages (see `demo --help`).
         #[arg(long, default_value = "strict")]
         graph_mode: GraphMode,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsAction {
+    /// Register a tenant, once its credentials worked: a token from Entra for that tenant, and
+    /// one record of each stream it will sync read from Graph.
+    Add {
+        /// The tenant's GUID.
+        tenant: String,
+        /// A name for people (dashboards, the stale-tenants list).
+        #[arg(long)]
+        name: Option<String>,
+        /// A Secrets Manager secret with this tenant's own app credentials; without it, the
+        /// stack's shared secret (CREDENTIALS_SECRET_ID: one multi-tenant app).
+        #[arg(long)]
+        secret: Option<String>,
+        /// Streams to sync for it (`alerts,incidents`); without it, every stream the stack serves.
+        #[arg(long)]
+        streams: Option<String>,
+        /// Where its first sync starts (RFC 3339); without it, the stack's BACKFILL_START or now.
+        #[arg(long)]
+        backfill_start: Option<String>,
+        /// Register it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Every registered tenant.
+    List,
+    /// Sync the tenant again from the next fan-out.
+    Enable { tenant: String },
+    /// Stop syncing the tenant; its state and data stay.
+    Disable { tenant: String },
+    /// Remove the tenant's entry (its state and data stay); with --yes, do it.
+    Remove {
+        tenant: String,
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -113,6 +158,7 @@ fn main() -> ExitCode {
                 simulate(port, alerts, graph_mode).await
             }
             Some(Command::State { tenant, stream, action }) => state(tenant, &stream, action).await,
+            Some(Command::Tenants { action }) => tenants(action).await,
         }
     })
 }
@@ -144,6 +190,23 @@ async fn sync() -> Result<(), AppError> {
     failed.map_or(Ok(()), Err)
 }
 
+async fn tenants(action: TenantsAction) -> Result<(), AppError> {
+    logging::init("warn");
+    let admin = TenantsAdmin::from_env().await?;
+    let output = match action {
+        TenantsAction::Add { tenant, name, secret, streams, backfill_start, disabled } => {
+            let request = AddRequest { tenant, name, secret_id: secret, streams, backfill_start, disabled };
+            admin.add(&request, Utc::now()).await?
+        }
+        TenantsAction::List => admin.list().await?,
+        TenantsAction::Enable { tenant } => admin.set_enabled(&tenant, true).await?,
+        TenantsAction::Disable { tenant } => admin.set_enabled(&tenant, false).await?,
+        TenantsAction::Remove { tenant, yes } => admin.remove(&tenant, yes).await?,
+    };
+    print!("{output}");
+    Ok(())
+}
+
 async fn state(tenant: Option<String>, stream: &str, action: StateAction) -> Result<(), AppError> {
     logging::init("warn");
     let env = |name: &str| std::env::var(name).ok();
@@ -159,9 +222,27 @@ async fn state(tenant: Option<String>, stream: &str, action: StateAction) -> Res
         Some(table) => {
             // Only the table is needed; the SDK finds region, credentials and endpoints as usual.
             let clients = AwsClients::from_env(false).await;
-            let guid = match tenant {
-                Some(guid) => guid,
-                None => state_admin::tenant_guid(&config, &clients, env).await?,
+            let (config, guid) = if config.registry_driven {
+                // A registry's tenant: named by --tenant, with its own settings from its entry.
+                let guid = tenant.ok_or_else(|| {
+                    AppError::InvalidEvent(
+                        "--tenant <GUID> is required with TENANTS_TABLE: the state is per tenant".into(),
+                    )
+                })?;
+                let guid = xdr_core::tenants::registry_key(&guid).map_err(AppError::InvalidEvent)?;
+                let table = env("TENANTS_TABLE").unwrap_or_default();
+                let registry = xdr_aws::DynamoRegistry::new(clients.dynamodb.clone(), table);
+                let config = match registry.get(&guid).await? {
+                    Some(entry) => config.for_tenant(&entry)?.for_stream(stream)?,
+                    None => config,
+                };
+                (config, guid)
+            } else {
+                let guid = match tenant {
+                    Some(guid) => guid,
+                    None => state_admin::tenant_guid(&config, &clients, env).await?,
+                };
+                (config, guid)
             };
             let (keys, previous) = config.keys(&guid);
             let store = |key: String| DynamoStateStore::new(clients.dynamodb.clone(), table.clone(), key);

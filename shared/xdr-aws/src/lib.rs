@@ -3,12 +3,15 @@
 
 mod dynamo_state;
 mod lease;
+mod registry;
 mod s3_sink;
 mod secrets;
 
 pub use aws_sdk_dynamodb::Client as DynamoClient;
+pub use aws_sdk_secretsmanager::Client as SecretsClient;
 pub use dynamo_state::DynamoStateStore;
 pub use lease::DynamoLease;
+pub use registry::{DynamoRegistry, RegistryError};
 pub use s3_sink::S3Sink;
 pub use secrets::SecretsManagerCredentials;
 

@@ -15,23 +15,38 @@ pub struct SecretsManagerCredentials {
     client: Client,
     secret_id: String,
     ttl: Duration,
+    /// What names the secret, for messages (`CREDENTIALS_SECRET_ID`, or a registry entry).
+    origin: String,
     cached: Mutex<Option<(ClientCredentials, Instant)>>,
 }
 
 impl SecretsManagerCredentials {
     pub fn new(client: Client, secret_id: impl Into<String>, ttl: Duration) -> Self {
-        Self { client, secret_id: secret_id.into(), ttl, cached: Mutex::new(None) }
+        Self {
+            client,
+            secret_id: secret_id.into(),
+            ttl,
+            origin: "CREDENTIALS_SECRET_ID".into(),
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The same, saying in messages that `origin` names the secret (a registry entry).
+    pub fn named_by(self, origin: impl Into<String>) -> Self {
+        Self { origin: origin.into(), ..self }
     }
 
     async fn fetch(&self) -> Result<ClientCredentials, String> {
-        let id = &self.secret_id;
+        let (id, origin) = (&self.secret_id, &self.origin);
         let output = self.client.get_secret_value().secret_id(id).send().await.map_err(|error| {
             let not_found = error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception());
             if not_found {
-                format!("secret `{id}` (CREDENTIALS_SECRET_ID) was not found in Secrets Manager; create it or fix the name/ARN")
+                format!(
+                    "secret `{id}` ({origin}) was not found in Secrets Manager; create it or fix the name/ARN"
+                )
             } else {
-                let problem = failure(&error, "CREDENTIALS_SECRET_ID", "secretsmanager:GetSecretValue");
-                format!("reading secret `{id}` (CREDENTIALS_SECRET_ID) failed: {problem}")
+                let problem = failure(&error, origin, "secretsmanager:GetSecretValue");
+                format!("reading secret `{id}` ({origin}) failed: {problem}")
             }
         })?;
         let text = output.secret_string().ok_or_else(|| {

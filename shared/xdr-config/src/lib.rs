@@ -11,6 +11,8 @@ use secrecy::SecretString;
 use xdr_core::backfill::BackfillSettings;
 use xdr_core::settings::{MAX_PAGE_SIZE, SyncSettings};
 use xdr_core::stream::{ALERTS, INCIDENTS, Stream};
+use xdr_core::tenants::TenantEntry;
+pub use xdr_core::tenants::is_guid;
 use xdr_core::timeutil::parse_instant;
 use xdr_core::{OutputLayout, StateKeys};
 use xdr_graph::{Cloud, Endpoints, GraphSettings, RetryPolicy};
@@ -42,6 +44,8 @@ pub mod defaults {
     pub const DEFAULT_STATE_FILE: &str = "xdr-state/sync-state.json";
     pub const DEFAULT_SECRET_CACHE_SECONDS: u64 = 300;
     pub const DEFAULT_METRICS_NAMESPACE: &str = "XdrLake";
+    /// A registered tenant whose data lags more than this (or whose run failed) is stale.
+    pub const DEFAULT_STALE_AFTER_SECONDS: i64 = 3600;
 }
 
 /// A setting that is missing or malformed: which one, and what is wrong.
@@ -62,7 +66,12 @@ impl ConfigError {
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
     /// `TENANT_ID` as configured (a GUID or a domain); state keys use the GUID from the token.
+    /// Empty in a registry-driven stack until [`SyncConfig::for_tenant`] names the tenant.
     pub tenant_id: String,
+    /// The tenants come from a registry (`TENANTS_TABLE` is set), one per invocation.
+    pub registry_driven: bool,
+    /// A registered tenant is stale when its data lags more than this (`STALE_AFTER_SECONDS`).
+    pub stale_after: TimeDelta,
     /// The streams the functions serve (`STREAMS`), in the order a run serves them.
     pub streams: Vec<Stream>,
     /// The stream this configuration reads (alerts unless made [`SyncConfig::for_stream`]).
@@ -146,9 +155,23 @@ impl SyncConfig {
         now: DateTime<Utc>,
     ) -> Result<Self, ConfigError> {
         let settings = Settings::new(lookup);
-        let tenant_id =
-            settings.required("TENANT_ID", "set it to the Entra tenant id (a GUID) or its primary domain")?;
-        check_tenant_id(&tenant_id).map_err(|problem| ConfigError::new("TENANT_ID", problem))?;
+        let registry_driven = settings.optional("TENANTS_TABLE").is_some();
+        let tenant_id = if registry_driven {
+            if settings.optional("TENANT_ID").is_some() {
+                return Err(ConfigError::new(
+                    "TENANT_ID",
+                    "is set together with TENANTS_TABLE; a stack syncs either the one TENANT_ID or the tenants registered in TENANTS_TABLE, so unset one of them",
+                ));
+            }
+            String::new()
+        } else {
+            let tenant_id = settings.required(
+                "TENANT_ID",
+                "set it to the Entra tenant id (a GUID) or its primary domain (or TENANTS_TABLE, for many tenants)",
+            )?;
+            check_tenant_id(&tenant_id).map_err(|problem| ConfigError::new("TENANT_ID", problem))?;
+            tenant_id
+        };
         let cloud = match settings.optional("CLOUD") {
             Some(text) => {
                 text.parse::<Cloud>().map_err(|error| ConfigError::new("CLOUD", error.to_string()))?
@@ -231,7 +254,20 @@ impl SyncConfig {
             1024,
         )?;
 
-        let tenant_partition = settings.flag("TENANT_PARTITION", DEFAULT_TENANT_PARTITION)?;
+        let tenant_partition =
+            settings.flag("TENANT_PARTITION", registry_driven || DEFAULT_TENANT_PARTITION)?;
+        if registry_driven && !tenant_partition {
+            return Err(ConfigError::new(
+                "TENANT_PARTITION",
+                "is false with TENANTS_TABLE set; the tenants of a registry share the prefixes, so each one's data goes under tenant=<guid>/ (leave TENANT_PARTITION unset)",
+            ));
+        }
+        let stale_after = TimeDelta::seconds(settings.number(
+            "STALE_AFTER_SECONDS",
+            DEFAULT_STALE_AFTER_SECONDS,
+            60,
+            7 * 86_400,
+        )?);
         let streams = parse_streams(&settings.optional("STREAMS").unwrap_or_else(|| DEFAULT_STREAMS.into()))?;
         // Checked only when incidents are served: a stack that syncs alerts alone keeps working
         // whatever its OUTPUT_PREFIX (`defender-xdr` would hold the default incidents prefix).
@@ -246,6 +282,8 @@ impl SyncConfig {
 
         Ok(Self {
             tenant_id,
+            registry_driven,
+            stale_after,
             streams,
             stream: ALERTS,
             incidents_layout,
@@ -302,6 +340,33 @@ impl SyncConfig {
         Ok(config)
     }
 
+    /// The configuration of one registered tenant: its GUID, the streams it asks for (of those
+    /// the stack serves), its own backfill start, and its data under `tenant=<guid>/`.
+    pub fn for_tenant(&self, entry: &TenantEntry) -> Result<SyncConfig, ConfigError> {
+        let mut config = self.clone();
+        config.tenant_id = entry.tenant_id.clone();
+        config.tenant_partition = true;
+        if let Some(wanted) = &entry.streams {
+            let streams: Vec<Stream> = self.streams.iter().copied().filter(|s| wanted.contains(s)).collect();
+            if streams.is_empty() {
+                return Err(ConfigError::new(
+                    "STREAMS",
+                    format!(
+                        "tenant {} asks for `{}`, which this stack does not serve (STREAMS is `{}`)",
+                        entry.tenant_id,
+                        xdr_core::tenants::stream_list(wanted),
+                        xdr_core::tenants::stream_list(&self.streams)
+                    ),
+                ));
+            }
+            config.streams = streams;
+        }
+        if entry.backfill_start.is_some() {
+            config.engine.backfill_start = entry.backfill_start;
+        }
+        Ok(config)
+    }
+
     /// Whether the functions serve `stream` (`STREAMS`).
     pub fn serves(&self, stream: Stream) -> bool {
         self.streams.contains(&stream)
@@ -311,7 +376,8 @@ impl SyncConfig {
     /// GUID), and where earlier releases kept them.
     pub fn keys(&self, tenant: &str) -> (StateKeys, Vec<StateKeys>) {
         let keys = StateKeys::new(tenant, self.stream);
-        let previous = keys.previous(&self.tenant_id);
+        // The first release served one TENANT_ID; a registry's tenants were never under its keys.
+        let previous = if self.registry_driven { Vec::new() } else { keys.previous(&self.tenant_id) };
         (keys, previous)
     }
 
@@ -369,26 +435,7 @@ fn incidents_layout(layout: &OutputLayout, prefix: &str) -> Result<OutputLayout,
 
 /// `STREAMS`: stream names separated by commas, each known, at least one, in the product's order.
 fn parse_streams(text: &str) -> Result<Vec<Stream>, ConfigError> {
-    let mut wanted = Vec::new();
-    for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
-        let stream = xdr_core::stream::by_name(&name.to_ascii_lowercase()).ok_or_else(|| {
-            ConfigError::new(
-                "STREAMS",
-                format!(
-                    "`{name}` is not a stream; use a comma-separated list of {}",
-                    xdr_core::stream::names()
-                ),
-            )
-        })?;
-        wanted.push(stream);
-    }
-    if wanted.is_empty() {
-        return Err(ConfigError::new(
-            "STREAMS",
-            format!("names no stream; use one or more of {}", xdr_core::stream::names()),
-        ));
-    }
-    Ok(xdr_core::stream::STREAMS.iter().copied().filter(|stream| wanted.contains(stream)).collect())
+    xdr_core::tenants::parse_stream_list(text).map_err(|problem| ConfigError::new("STREAMS", problem))
 }
 
 /// Where the functions keep things on AWS.
@@ -401,6 +448,9 @@ pub struct AwsConfig {
     pub secret_cache: Duration,
     /// CloudWatch namespace of the run metrics (EMF on stdout).
     pub metrics_namespace: String,
+    /// The tenant registry (`TENANTS_TABLE`, a DynamoDB table keyed by `tenant_id`), when the
+    /// stack syncs many tenants.
+    pub tenants_table: Option<String>,
 }
 
 impl AwsConfig {
@@ -423,16 +473,9 @@ impl AwsConfig {
             metrics_namespace: settings
                 .optional("METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned()),
+            tenants_table: settings.optional("TENANTS_TABLE"),
         })
     }
-}
-
-/// Whether `text` is a GUID (`72f988bf-86f1-41af-91ab-2d7cd011db47`, any case).
-pub fn is_guid(text: &str) -> bool {
-    text.len() == 36
-        && text
-            .char_indices()
-            .all(|(at, c)| if matches!(at, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() })
 }
 
 /// `TENANT_ID` goes into the token URL's path: only a GUID or a DNS name may (no `/`, `\`, `@`,
@@ -717,6 +760,48 @@ mod tests {
             parse(&[("TENANT_ID", guid), ("TENANT_PARTITION", "2")]).unwrap_err().setting,
             "TENANT_PARTITION"
         );
+    }
+
+    #[test]
+    fn a_registry_driven_stack_takes_each_tenant_from_its_entry() {
+        let guid = "5db5d7e5-4c1e-4a31-9c5e-0123456789ab";
+        let stack = parse(&[("TENANTS_TABLE", "tenants"), ("STREAMS", "alerts,incidents")]).unwrap();
+        assert!(stack.registry_driven && stack.tenant_partition);
+        assert_eq!(stack.stale_after, TimeDelta::hours(1));
+        let start = parse_instant("2026-11-01T00:00:00Z");
+        let entry = TenantEntry {
+            tenant_id: guid.into(),
+            display_name: "Contoso".into(),
+            secret_id: None,
+            streams: Some(vec![INCIDENTS]),
+            backfill_start: start,
+            enabled: true,
+            updated_at: now(),
+        };
+        let tenant = stack.for_tenant(&entry).unwrap();
+        assert_eq!(tenant.tenant_id, guid);
+        assert_eq!(tenant.streams, vec![INCIDENTS]);
+        assert_eq!(tenant.engine.backfill_start, start);
+        let (keys, previous) = tenant.keys(guid);
+        assert_eq!(keys.sync(), format!("sync#{guid}#alerts"));
+        assert!(previous.is_empty(), "a registry's tenants have no first-release keys");
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+        let name = xdr_core::layout::ObjectName::new(now(), "r", 1);
+        assert!(
+            tenant.engine_for(guid).layout.data_key(date, &name).contains(&format!("/tenant={guid}/dt="))
+        );
+        // Every stream the stack serves when the entry names none; none it does not serve.
+        let all = stack.for_tenant(&TenantEntry { streams: None, ..entry.clone() }).unwrap();
+        assert_eq!(all.streams, vec![ALERTS, INCIDENTS]);
+        let alerts_only = parse(&[("TENANTS_TABLE", "tenants")]).unwrap();
+        let error = alerts_only.for_tenant(&entry).unwrap_err();
+        assert!(error.problem.contains("does not serve"), "{error}");
+
+        let both = parse(&[("TENANTS_TABLE", "tenants"), ("TENANT_ID", guid)]).unwrap_err();
+        assert_eq!(both.setting, "TENANT_ID");
+        let flat = parse(&[("TENANTS_TABLE", "tenants"), ("TENANT_PARTITION", "false")]).unwrap_err();
+        assert_eq!(flat.setting, "TENANT_PARTITION");
+        assert_eq!(parse(&[]).unwrap_err().setting, "TENANT_ID");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod split;
 pub mod state;
 pub mod stream;
 pub mod summary;
+pub mod tenants;
 pub mod timeutil;
 
 pub use engine::{Ports, RunRequest, run_sync};

@@ -342,6 +342,19 @@ impl<P: CredentialProvider> GraphClient<P> {
         url
     }
 
+    /// Reads one record (`$top=1`): proves the token carries the permission this stream needs
+    /// (Graph answers 403 without it), before a tenant is registered.
+    pub async fn probe(&self, deadline: Option<DateTime<Utc>>) -> Result<(), SourceError> {
+        let mut url = self
+            .settings
+            .endpoints
+            .graph
+            .join(self.settings.stream.resource_path)
+            .unwrap_or_else(|_| self.settings.endpoints.graph.clone());
+        url.set_query(Some("$top=1"));
+        self.get(url, deadline, false).await.map(|_| ()).map_err(SourceError::from)
+    }
+
     /// Whether reads inline each incident's alerts.
     fn expands(&self) -> bool {
         self.settings.expand_alerts && self.settings.stream == xdr_core::stream::INCIDENTS

@@ -30,6 +30,18 @@ pub trait CredentialProvider: Send + Sync {
     }
 }
 
+/// One provider shared by several clients (a stack's shared app secret, read once for all the
+/// tenants a container serves).
+impl<T: CredentialProvider> CredentialProvider for std::sync::Arc<T> {
+    fn credentials(&self) -> impl Future<Output = Result<ClientCredentials, String>> + Send {
+        self.as_ref().credentials()
+    }
+
+    fn invalidate(&self) -> impl Future<Output = ()> + Send {
+        self.as_ref().invalidate()
+    }
+}
+
 /// Fixed credentials (local runs, tests).
 #[derive(Clone, Debug)]
 pub struct StaticCredentials(pub ClientCredentials);

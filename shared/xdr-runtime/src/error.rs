@@ -26,6 +26,12 @@ pub enum AppError {
     /// Locally a held lease is an error (the command did nothing); under Lambda it is an answer.
     #[error("{0}")]
     LeaseHeld(String),
+    /// The tenant registry could not be read or changed, or an entry is malformed.
+    #[error(transparent)]
+    Registry(#[from] xdr_aws::RegistryError),
+    /// An invocation named a tenant the registry does not sync (unknown, or disabled).
+    #[error("{0}")]
+    TenantNotSynced(String),
 }
 
 impl AppError {
@@ -36,6 +42,8 @@ impl AppError {
             AppError::Engine(error) => error.kind(),
             AppError::LeaseHeld(_) => "LeaseHeldError",
             AppError::InvalidEvent(_) => "InvalidEventError",
+            AppError::Registry(_) => "RegistryError",
+            AppError::TenantNotSynced(_) => "TenantNotSyncedError",
             AppError::Http(_) | AppError::Runtime(_) | AppError::Io { .. } | AppError::DemoTenant { .. } => {
                 "InternalError"
             }

@@ -6,8 +6,15 @@ use chrono::{TimeDelta, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
 use tracing::warn;
-use xdr_aws::{AwsClients, DynamoClient, DynamoLease, DynamoStateStore, S3Sink, SecretsManagerCredentials};
+
+use tokio::sync::Mutex;
+use xdr_aws::{
+    AwsClients, DynamoClient, DynamoLease, DynamoRegistry, DynamoStateStore, S3Sink, SecretsClient,
+    SecretsManagerCredentials,
+};
 use xdr_config::{AwsConfig, SyncConfig};
 use xdr_core::SystemClock;
 use xdr_graph::{GraphClient, http_client};
@@ -43,11 +50,92 @@ pub async fn report_init_error(error: &AppError) {
     }
 }
 
+/// A Graph client per stream, on one session (one sign-in per invocation).
+type Graph = Sources<GraphClient<Arc<SecretsManagerCredentials>>>;
+
+/// The tenants a container of this stack syncs.
+enum Tenancy {
+    /// `TENANT_ID`, with the stack's secret.
+    Single(Arc<Graph>),
+    /// The tenants registered in `TENANTS_TABLE`, one per invocation.
+    Registry(RegistryTenants),
+}
+
+/// A registry-driven stack's tenants: the registry, and the Graph sessions of the tenants this
+/// container has served (a warm container reuses a tenant's token and its secret, as a
+/// single-tenant one does).
+struct RegistryTenants {
+    registry: DynamoRegistry,
+    secrets: SecretsClient,
+    /// `CREDENTIALS_SECRET_ID`: the multi-tenant app's secret, for entries that name none.
+    shared_secret: Arc<SecretsManagerCredentials>,
+    secret_cache: std::time::Duration,
+    http: reqwest::Client,
+    /// By tenant: the secret its client was built with, and the client.
+    sessions: Mutex<HashMap<String, TenantSession>>,
+}
+
+/// A tenant's Graph session, and the registry's `secret_id` it was built with (a changed entry
+/// gets a new one).
+type TenantSession = (Option<String>, Arc<Graph>);
+
+/// Sessions kept per container; past that the oldest are dropped (a token is cheap to ask for).
+const MAX_SESSIONS: usize = 256;
+
+impl RegistryTenants {
+    /// The registered, enabled tenant an event names, its configuration and its Graph session.
+    async fn tenant(&self, config: &SyncConfig, event: &Value) -> Result<(SyncConfig, Arc<Graph>), AppError> {
+        let named = event.get("tenant").and_then(Value::as_str).ok_or_else(|| {
+            AppError::InvalidEvent(format!(
+                "this stack syncs the tenants registered in `{}` (TENANTS_TABLE): the event must name one, as {{\"tenant\": \"<tenant GUID>\"}}",
+                self.registry.table()
+            ))
+        })?;
+        let tenant = xdr_core::tenants::registry_key(named).map_err(AppError::InvalidEvent)?;
+        let entry = self.registry.get(&tenant).await?.ok_or_else(|| {
+            AppError::TenantNotSynced(format!(
+                "tenant {tenant} is not registered in `{}`; add it with `xdr-sync tenants add`",
+                self.registry.table()
+            ))
+        })?;
+        if !entry.enabled {
+            return Err(AppError::TenantNotSynced(format!(
+                "tenant {tenant} ({}) is disabled in `{}`; enable it with `xdr-sync tenants enable`",
+                entry.display_name,
+                self.registry.table()
+            )));
+        }
+        let config = config.for_tenant(&entry)?;
+        let mut sessions = self.sessions.lock().await;
+        if let Some((secret, graph)) = sessions.get(&tenant)
+            && *secret == entry.secret_id
+        {
+            return Ok((config, graph.clone()));
+        }
+        let credentials = match &entry.secret_id {
+            Some(id) => Arc::new(
+                SecretsManagerCredentials::new(self.secrets.clone(), id.clone(), self.secret_cache)
+                    .named_by(format!("the secret_id of tenant {tenant} in TENANTS_TABLE")),
+            ),
+            None => self.shared_secret.clone(),
+        };
+        let graph = Arc::new(Sources::graph(GraphClient::new(
+            self.http.clone(),
+            config.graph_settings(),
+            credentials,
+        )));
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.clear();
+        }
+        sessions.insert(tenant, (entry.secret_id.clone(), graph.clone()));
+        Ok((config, graph))
+    }
+}
+
 /// The AWS adapters, built once per container.
 pub struct AwsPorts {
     config: SyncConfig,
-    /// A Graph client per stream, on one session (one sign-in per invocation).
-    graph: Sources<GraphClient<SecretsManagerCredentials>>,
+    tenancy: Tenancy,
     dynamodb: DynamoClient,
     table: String,
     sink: S3Sink,
@@ -62,13 +150,28 @@ impl AwsPorts {
         let aws = AwsConfig::from_lookup(env)?;
         let clients = AwsClients::from_env(aws.s3_force_path_style).await;
         let http = http_client().map_err(AppError::Http)?;
-        let credentials = SecretsManagerCredentials::new(
+        let credentials = Arc::new(SecretsManagerCredentials::new(
             clients.secrets.clone(),
             aws.credentials_secret_id.clone(),
             aws.secret_cache,
-        );
+        ));
+        let tenancy = match &aws.tenants_table {
+            None => Tenancy::Single(Arc::new(Sources::graph(GraphClient::new(
+                http,
+                config.graph_settings(),
+                credentials,
+            )))),
+            Some(table) => Tenancy::Registry(RegistryTenants {
+                registry: DynamoRegistry::new(clients.dynamodb.clone(), table.clone()),
+                secrets: clients.secrets.clone(),
+                shared_secret: credentials,
+                secret_cache: aws.secret_cache,
+                http,
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        };
         Ok(Self {
-            graph: Sources::graph(GraphClient::new(http, config.graph_settings(), credentials)),
+            tenancy,
             lease: DynamoLease::new(clients.dynamodb.clone(), aws.state_table.clone()),
             dynamodb: clients.dynamodb,
             table: aws.state_table,
@@ -78,18 +181,19 @@ impl AwsPorts {
         })
     }
 
-    fn ports(
-        &self,
+    fn ports<'a>(
+        &'a self,
+        sources: &'a Graph,
     ) -> HandlerPorts<
-        '_,
-        GraphClient<SecretsManagerCredentials>,
-        impl Fn(&str) -> DynamoStateStore + '_,
+        'a,
+        GraphClient<Arc<SecretsManagerCredentials>>,
+        impl Fn(&str) -> DynamoStateStore + 'a,
         S3Sink,
         DynamoLease,
         SystemClock,
     > {
         HandlerPorts {
-            sources: &self.graph,
+            sources,
             state_for: move |key: &str| DynamoStateStore::new(self.dynamodb.clone(), self.table.clone(), key),
             sink: &self.sink,
             lease: &self.lease,
@@ -97,11 +201,18 @@ impl AwsPorts {
         }
     }
 
+    /// The configuration and Graph session of the tenant this invocation syncs.
+    async fn tenant(&self, event: &Value) -> Result<(SyncConfig, Arc<Graph>), AppError> {
+        match &self.tenancy {
+            Tenancy::Single(graph) => Ok((self.config.clone(), graph.clone())),
+            Tenancy::Registry(tenants) => tenants.tenant(&self.config, event).await,
+        }
+    }
+
     /// Emits one stream run's metrics; `requests`, when known, counts a failed run's requests too.
     fn emit<R: Measured>(
         &self,
-        function: &str,
-        stream: &str,
+        scope: MetricsScope<'_>,
         result: &Result<R, AppError>,
         requests: Option<xdr_core::SourceCounts>,
         started: std::time::Instant,
@@ -112,45 +223,104 @@ impl AwsPorts {
             metrics.throttled_requests = requests.throttled_responses;
             metrics.expand_fallbacks = requests.expand_fallbacks;
         }
-        let scope = MetricsScope { function, stream, tenant: &self.config.tenant_id };
         emit(&self.metrics_namespace, scope, &metrics);
     }
 
     /// `xdr-sync`: one scheduled invocation, for every served stream (or the event's `stream`).
-    /// Any other JSON payload is accepted.
+    /// Any other JSON payload is accepted. A registry-driven stack's event names the tenant
+    /// (`{"tenant": "<guid>"}`), or asks for the fan-out's report (`{"report": {"runs": [...]}}`).
     pub async fn sync(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
         let invocation = invocation(&event);
         let started = std::time::Instant::now();
-        match handle_sync(&self.config, self.ports(), &event.payload, &invocation).await {
+        if let Tenancy::Registry(tenants) = &self.tenancy
+            && let Some(report) = event.payload.get("report")
+        {
+            return self.report(tenants, report).await;
+        }
+        let (config, graph) = match self.tenant(&event.payload).await {
+            Ok(tenant) => tenant,
+            Err(error) => {
+                let tenant =
+                    event.payload.get("tenant").and_then(Value::as_str).unwrap_or(&self.config.tenant_id);
+                let scope = MetricsScope { function: "xdr-sync", stream: "alerts", tenant };
+                let failed: Result<crate::response::SyncResponse, AppError> = Err(error);
+                self.emit(scope, &failed, None, started);
+                return failed.map(|response| to_value(&response));
+            }
+        };
+        let tenant = config.tenant_id.as_str();
+        match handle_sync(&config, self.ports(&graph), &event.payload, &invocation).await {
             Ok(runs) => {
                 for run in &runs {
-                    self.emit("xdr-sync", run.stream.name, &run.result, Some(run.requests), started);
+                    let scope = MetricsScope { function: "xdr-sync", stream: run.stream.name, tenant };
+                    self.emit(scope, &run.result, Some(run.requests), started);
                 }
-                Ok(to_value(&SyncAnswer::from_runs(runs)?))
+                let mut answer = to_value(&SyncAnswer::from_runs(runs)?);
+                if config.registry_driven
+                    && let Some(object) = answer.as_object_mut()
+                {
+                    object.insert("tenant".into(), json!(tenant));
+                }
+                Ok(answer)
             }
             Err(error) => {
                 // Nothing started (a bad event, the credentials): the first stream's run failed.
-                let stream = self.config.streams.first().map_or("alerts", |stream| stream.name);
+                let stream = config.streams.first().map_or("alerts", |stream| stream.name);
+                let scope = MetricsScope { function: "xdr-sync", stream, tenant };
                 let failed: Result<crate::response::SyncResponse, AppError> = Err(error);
-                self.emit("xdr-sync", stream, &failed, None, started);
+                self.emit(scope, &failed, None, started);
                 failed.map(|response| to_value(&response))
             }
         }
     }
 
-    /// `xdr-backfill`: one invocation for `{"start": ..., "end": ..., "stream": ...}`; re-invoke
-    /// to continue.
+    /// The fan-out's report: which registered tenants are stale, as one metric and a list.
+    async fn report(&self, tenants: &RegistryTenants, report: &Value) -> Result<Value, AppError> {
+        let entries = tenants.registry.list().await?;
+        let runs = report.get("runs").unwrap_or(&Value::Null);
+        let now = Utc::now();
+        let report = crate::tenant_report::report(&entries, runs, now, self.config.stale_after)?;
+        crate::metrics::print_line(&crate::metrics::report_line(&self.metrics_namespace, &report, now));
+        for stale in &report.stale_tenants {
+            warn!(tenant = %stale.tenant, name = %stale.name, reasons = %stale.reasons.join("; "), "Stale tenant.");
+        }
+        let listed: Vec<String> =
+            report.stale_tenants.iter().map(|t| format!("{} ({})", t.name, t.tenant)).collect();
+        tracing::info!(
+            tenants = report.tenants,
+            runs = report.runs,
+            stale = report.stale,
+            stale_tenants = %listed.join(", "),
+            "Tenant report."
+        );
+        Ok(to_value(&report))
+    }
+
+    /// `xdr-backfill`: one invocation for `{"start": ..., "end": ..., "stream": ...}` (and, in a
+    /// registry-driven stack, `"tenant"`); re-invoke to continue.
     pub async fn backfill(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
         let invocation = invocation(&event);
         let started = std::time::Instant::now();
-        let result = handle_backfill(&self.config, self.ports(), &event.payload, &invocation).await;
         let stream = event
             .payload
             .get("stream")
             .and_then(Value::as_str)
             .and_then(xdr_core::stream::by_name)
             .map_or("alerts", |stream| stream.name);
-        self.emit("xdr-backfill", stream, &result, None, started);
+        let result = match self.tenant(&event.payload).await {
+            Ok((config, graph)) => {
+                // The tenant is this invocation's, not part of the window's request.
+                let mut request = event.payload.clone();
+                if let Some(object) = request.as_object_mut().filter(|_| config.registry_driven) {
+                    object.remove("tenant");
+                }
+                let result = handle_backfill(&config, self.ports(&graph), &request, &invocation).await;
+                (config.tenant_id, result)
+            }
+            Err(error) => (self.config.tenant_id.clone(), Err(error)),
+        };
+        let (tenant, result) = result;
+        self.emit(MetricsScope { function: "xdr-backfill", stream, tenant: &tenant }, &result, None, started);
         Ok(to_value(&result?))
     }
 }

@@ -16,6 +16,8 @@ pub mod metrics;
 pub mod report;
 pub mod response;
 pub mod state_admin;
+pub mod tenant_report;
+pub mod tenants_admin;
 
 pub use error::AppError;
 pub use xdr_config::{ConfigError, LocalConfig, SyncConfig};

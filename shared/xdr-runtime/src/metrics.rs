@@ -154,9 +154,41 @@ pub fn emf_line(
     Value::Object(document).to_string()
 }
 
+/// The EMF document of a fan-out's tenant report: `StaleTenants` (what the stale-tenants alarm
+/// watches), `RegisteredTenants` and `TenantsRun`, by `Function`.
+pub fn report_line(
+    namespace: &str,
+    report: &crate::tenant_report::TenantReport,
+    now: DateTime<Utc>,
+) -> String {
+    json!({
+        "Function": "xdr-sync",
+        "StaleTenants": report.stale,
+        "RegisteredTenants": report.tenants,
+        "TenantsRun": report.runs,
+        "_aws": {
+            "Timestamp": now.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["Function"]],
+                "Metrics": [
+                    {"Name": "StaleTenants", "Unit": "Count"},
+                    {"Name": "RegisteredTenants", "Unit": "Count"},
+                    {"Name": "TenantsRun", "Unit": "Count"},
+                ],
+            }],
+        },
+    })
+    .to_string()
+}
+
 /// Prints the EMF line on stdout (logs go to stderr, so the line stands alone).
 pub fn emit(namespace: &str, scope: MetricsScope<'_>, metrics: &RunMetrics) {
-    let line = emf_line(namespace, scope, metrics, Utc::now());
+    print_line(&emf_line(namespace, scope, metrics, Utc::now()));
+}
+
+/// Prints one EMF line on stdout, whole.
+pub fn print_line(line: &str) {
     let mut stdout = std::io::stdout().lock();
     // A lost metric line must not fail the run.
     let _ = writeln!(stdout, "{line}");

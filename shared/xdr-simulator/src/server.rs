@@ -81,6 +81,12 @@ pub struct SimOptions {
     /// The app lacks `SecurityIncident.Read.All`: incidents are answered with 403, as Graph
     /// answers a missing application role.
     pub incidents_forbidden: bool,
+    /// The app lacks `SecurityAlert.Read.All` (no admin consent in this tenant): alerts are
+    /// answered with 403. Entra still issues a token, without the role.
+    pub alerts_forbidden: bool,
+    /// Until then, every Graph request is answered 429 with a `Retry-After` of the time left
+    /// (a tenant throttled for minutes).
+    pub throttled_until: Option<DateTime<Utc>>,
 }
 
 impl Default for SimOptions {
@@ -91,6 +97,8 @@ impl Default for SimOptions {
             graph: GraphMode::from_env().behaviour(),
             secret_expired: false,
             incidents_forbidden: false,
+            alerts_forbidden: false,
+            throttled_until: None,
         }
     }
 }
@@ -155,27 +163,14 @@ fn lock(state: &Shared) -> MutexGuard<'_, SimState> {
     state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A running simulator. Dropping it stops the server.
-pub struct Simulator {
-    base_url: String,
+/// One simulated tenant as a server serves it: its data, options, faults and request log.
+#[derive(Clone)]
+pub struct TenantHandle {
     state: Shared,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
 }
 
-impl Simulator {
-    /// Serves `tenant` on a free loopback port.
-    pub async fn start(tenant: SimTenant, options: SimOptions) -> std::io::Result<Self> {
-        Self::start_on(tenant, options, SocketAddr::from(([127, 0, 0, 1], 0))).await
-    }
-
-    pub async fn start_on(
-        tenant: SimTenant,
-        options: SimOptions,
-        address: SocketAddr,
-    ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(address).await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
+impl TenantHandle {
+    fn new(tenant: SimTenant, options: SimOptions, base_url: &str) -> Self {
         let state = Arc::new(Mutex::new(SimState {
             tenant,
             options,
@@ -184,30 +179,11 @@ impl Simulator {
             token_faults: VecDeque::new(),
             log: Vec::new(),
             issued: 0,
-            base_url: base_url.clone(),
+            base_url: base_url.to_owned(),
             listing: None,
             incidents: None,
         }));
-        let app = Router::new()
-            .route("/{tenant}/oauth2/v2.0/token", post(token))
-            .route("/v1.0/security/alerts_v2", get(alerts))
-            .route("/v1.0/security/incidents", get(incidents))
-            .with_state(state.clone());
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(error) = server.await {
-                tracing::error!(%error, "Simulator stopped with an error.");
-            }
-        });
-        Ok(Self { base_url, state, shutdown: Some(shutdown), task: Some(task) })
-    }
-
-    /// `http://127.0.0.1:<port>`: both the login and the Graph base URL.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
+        Self { state }
     }
 
     pub fn tenant_id(&self) -> String {
@@ -256,6 +232,75 @@ impl Simulator {
         lock(&self.state).tokens.keys().cloned().collect()
     }
 
+    /// Whether `path_tenant` (a token URL's tenant segment) names this tenant.
+    fn answers_to(&self, path_tenant: &str) -> bool {
+        let sim = lock(&self.state);
+        path_tenant == sim.tenant.tenant_id || path_tenant == sim.tenant.domain()
+    }
+
+    fn issued(&self, token: &str) -> bool {
+        lock(&self.state).tokens.contains_key(token)
+    }
+}
+
+/// A running simulator of one tenant. Dropping it stops the server.
+pub struct Simulator {
+    base_url: String,
+    handle: TenantHandle,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::ops::Deref for Simulator {
+    type Target = TenantHandle;
+
+    fn deref(&self) -> &TenantHandle {
+        &self.handle
+    }
+}
+
+/// Serves `app` on `listener` until the sender is used or dropped.
+fn serve(listener: TcpListener, app: Router) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(error) = server.await {
+            tracing::error!(%error, "Simulator stopped with an error.");
+        }
+    });
+    (shutdown, task)
+}
+
+impl Simulator {
+    /// Serves `tenant` on a free loopback port.
+    pub async fn start(tenant: SimTenant, options: SimOptions) -> std::io::Result<Self> {
+        Self::start_on(tenant, options, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    pub async fn start_on(
+        tenant: SimTenant,
+        options: SimOptions,
+        address: SocketAddr,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let handle = TenantHandle::new(tenant, options, &base_url);
+        let app = Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route("/v1.0/security/alerts_v2", get(alerts))
+            .route("/v1.0/security/incidents", get(incidents))
+            .with_state(handle.state.clone());
+        let (shutdown, task) = serve(listener, app);
+        Ok(Self { base_url, handle, shutdown: Some(shutdown), task: Some(task) })
+    }
+
+    /// `http://127.0.0.1:<port>`: both the login and the Graph base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -263,6 +308,129 @@ impl Simulator {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+}
+
+/// Many simulated tenants behind one login host and one Graph host, as Entra and Graph are:
+/// the token URL's path names the tenant, and Graph serves the tenant whose token it is given.
+/// Tenants may share one app (a multi-tenant app consented in each), or each have their own.
+pub struct Fleet {
+    base_url: String,
+    tenants: Vec<TenantHandle>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+type Tenants = Arc<Vec<TenantHandle>>;
+
+impl Fleet {
+    /// Serves every tenant, each with its own options, on a free loopback port.
+    pub async fn start(tenants: Vec<(SimTenant, SimOptions)>) -> std::io::Result<Self> {
+        Self::start_on(tenants, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    pub async fn start_on(
+        tenants: Vec<(SimTenant, SimOptions)>,
+        address: SocketAddr,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let handles: Vec<TenantHandle> = tenants
+            .into_iter()
+            .map(|(tenant, options)| TenantHandle::new(tenant, options, &base_url))
+            .collect();
+        let app = Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(fleet_token))
+            .route("/v1.0/security/alerts_v2", get(fleet_alerts))
+            .route("/v1.0/security/incidents", get(fleet_incidents))
+            .with_state(Arc::new(handles.clone()));
+        let (shutdown, task) = serve(listener, app);
+        Ok(Self { base_url, tenants: handles, shutdown: Some(shutdown), task: Some(task) })
+    }
+
+    /// Both the login and the Graph base URL of every tenant.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn tenants(&self) -> &[TenantHandle] {
+        &self.tenants
+    }
+
+    /// The tenant whose GUID is `tenant_id`.
+    pub fn by_id(&self, tenant_id: &str) -> Option<&TenantHandle> {
+        self.tenants.iter().find(|handle| handle.tenant_id() == tenant_id)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+async fn fleet_token(State(tenants): State<Tenants>, Path(tenant): Path<String>, form: RawForm) -> Response {
+    match tenants.iter().find(|handle| handle.answers_to(&tenant)) {
+        Some(handle) => token(State(handle.state.clone()), Path(tenant), form).await,
+        None => entra_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90002,
+            &format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
+        ),
+    }
+}
+
+/// The tenant whose token a Graph request carries (Graph knows the tenant from the token).
+fn token_owner(tenants: &Tenants, headers: &HeaderMap) -> Option<Shared> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))?;
+    tenants.iter().find(|handle| handle.issued(token)).map(|handle| handle.state.clone())
+}
+
+fn unauthenticated() -> Response {
+    graph_error(
+        StatusCode::UNAUTHORIZED,
+        "InvalidAuthenticationToken",
+        "Access token validation failure. Invalid audience.",
+        "00000000-sim0-4000-8000-000000000000",
+    )
+}
+
+async fn fleet_alerts(
+    State(tenants): State<Tenants>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match token_owner(&tenants, &headers) {
+        Some(state) => list(state, headers, query, &ALERTS_V2).await,
+        None => unauthenticated(),
+    }
+}
+
+async fn fleet_incidents(
+    State(tenants): State<Tenants>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match token_owner(&tenants, &headers) {
+        Some(state) => list(state, headers, query, &INCIDENTS).await,
+        None => unauthenticated(),
     }
 }
 
@@ -610,6 +778,25 @@ fn serve_list(
     }
     if fault == Some(Fault::ValueNotAnArray) {
         return json_response(StatusCode::OK, r#"{"@odata.context":"x","value":{"id":"a"}}"#.into());
+    }
+    if let Some(until) = sim.options.throttled_until.filter(|until| *until > Utc::now()) {
+        let left = (until - Utc::now()).num_seconds().max(0) as u64 + 1;
+        let mut response = graph_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests. Please try again later.",
+            request_id,
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(left));
+        return response;
+    }
+    if *collection == ALERTS_V2 && sim.options.alerts_forbidden {
+        return graph_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "Missing application roles. API required roles: SecurityAlert.Read.All, SecurityAlert.ReadWrite.All. Application roles: .",
+            request_id,
+        );
     }
     if *collection == INCIDENTS && sim.options.incidents_forbidden {
         return graph_error(

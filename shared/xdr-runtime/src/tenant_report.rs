@@ -1,0 +1,192 @@
+//! After each fan-out, which registered tenants are stale: their run failed (a bad secret, no
+//! consent, throttled past the deadline, Graph down), a stream of theirs lags more than
+//! `STALE_AFTER_SECONDS`, or they were not run at all. One number for one alarm
+//! (`StaleTenants`), and the list, with reasons, in the log and the answer.
+//!
+//! The fan-out hands over what each tenant's invocation answered, as the state machine's Map
+//! collects it: `{"tenant": "<guid>", "answer": {...}}` for an answer and
+//! `{"tenant": "<guid>", "failure": {"Error": "<type>", "Cause": "<Lambda's error JSON>"}}` for
+//! a failed invocation.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use xdr_core::tenants::TenantEntry;
+use xdr_core::timeutil::parse_instant;
+
+use crate::error::AppError;
+
+/// One stale tenant, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StaleTenant {
+    pub tenant: String,
+    pub name: String,
+    /// Every reason, one per failed or lagging stream (or one for the invocation).
+    pub reasons: Vec<String>,
+}
+
+/// The report's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantReport {
+    /// Enabled tenants in the registry.
+    pub tenants: usize,
+    /// Of those, how many the fan-out ran.
+    pub runs: usize,
+    pub stale: usize,
+    pub stale_tenants: Vec<StaleTenant>,
+}
+
+/// What the fan-out reported of one tenant.
+enum Outcome<'a> {
+    Answered(&'a Value),
+    Failed { error: String, message: String },
+}
+
+fn outcome_of(run: &Value) -> Option<(String, Outcome<'_>)> {
+    let tenant = run.get("tenant")?.as_str()?.trim().to_ascii_lowercase();
+    if let Some(answer) = run.get("answer").filter(|answer| answer.is_object()) {
+        return Some((tenant, Outcome::Answered(answer)));
+    }
+    let failure = run.get("failure");
+    let text = |name: &str| failure.and_then(|f| f.get(name)).and_then(Value::as_str).unwrap_or_default();
+    let error = if text("Error").is_empty() { "UnknownError".to_owned() } else { text("Error").to_owned() };
+    // Lambda's errors come as `{"errorMessage": ..., "errorType": ...}` in `Cause`; Step
+    // Functions' own (a timeout) as plain text.
+    let cause = text("Cause");
+    let message = serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|value| value.get("errorMessage").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| cause.to_owned());
+    Some((tenant, Outcome::Failed { error, message: one_line(&message) }))
+}
+
+/// At most 300 characters on one line (the reasons reach logs and alarms' readers).
+fn one_line(text: &str) -> String {
+    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    flat.chars().take(300).collect()
+}
+
+/// Why a tenant's answer makes it stale (empty: fresh, or still catching up in time).
+fn answer_reasons(answer: &Value, now: DateTime<Utc>, stale_after: TimeDelta) -> Vec<String> {
+    let Some(streams) = answer.get("streams").and_then(Value::as_object) else { return Vec::new() };
+    let mut reasons = Vec::new();
+    for (stream, entry) in streams {
+        if let Some(error) = entry.get("error").and_then(Value::as_str) {
+            let kind = entry.get("error_type").and_then(Value::as_str).unwrap_or("Error");
+            reasons.push(format!("{stream}: {kind}: {}", one_line(error)));
+            continue;
+        }
+        let covered = entry.get("covered_until").and_then(Value::as_str).and_then(parse_instant);
+        if let Some(covered) = covered
+            && now - covered > stale_after
+        {
+            let behind = (now - covered).num_minutes();
+            reasons
+                .push(format!("{stream}: covered until {} ({behind} minutes behind)", covered.to_rfc3339()));
+        }
+    }
+    reasons
+}
+
+/// The report over the registry's `entries` and the fan-out's `runs`.
+pub fn report(
+    entries: &[TenantEntry],
+    runs: &Value,
+    now: DateTime<Utc>,
+    stale_after: TimeDelta,
+) -> Result<TenantReport, AppError> {
+    let runs = runs.as_array().ok_or_else(|| {
+        AppError::InvalidEvent("`report.runs` must be the fan-out's list of tenant outcomes".into())
+    })?;
+    let mut by_tenant: BTreeMap<String, Outcome<'_>> = BTreeMap::new();
+    for run in runs {
+        if let Some((tenant, outcome)) = outcome_of(run) {
+            by_tenant.insert(tenant, outcome);
+        }
+    }
+    let enabled: Vec<&TenantEntry> = entries.iter().filter(|entry| entry.enabled).collect();
+    let mut stale_tenants = Vec::new();
+    let mut ran = 0;
+    for entry in &enabled {
+        let reasons = match by_tenant.get(&entry.tenant_id) {
+            None => vec!["not run by this fan-out".to_owned()],
+            Some(Outcome::Failed { error, message }) => {
+                ran += 1;
+                vec![format!("{error}: {message}")]
+            }
+            Some(Outcome::Answered(answer)) => {
+                ran += 1;
+                answer_reasons(answer, now, stale_after)
+            }
+        };
+        if !reasons.is_empty() {
+            stale_tenants.push(StaleTenant {
+                tenant: entry.tenant_id.clone(),
+                name: entry.display_name.clone(),
+                reasons,
+            });
+        }
+    }
+    Ok(TenantReport { tenants: enabled.len(), runs: ran, stale: stale_tenants.len(), stale_tenants })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        parse_instant("2026-11-28T06:00:00Z").unwrap()
+    }
+
+    fn entry(n: u8, enabled: bool) -> TenantEntry {
+        TenantEntry {
+            tenant_id: format!("00000000-0000-4000-8000-0000000000{n:02}"),
+            display_name: format!("Tenant {n}"),
+            secret_id: None,
+            streams: None,
+            backfill_start: None,
+            enabled,
+            updated_at: now(),
+        }
+    }
+
+    #[test]
+    fn failed_lagging_and_missing_tenants_are_stale_with_their_reasons() {
+        let entries: Vec<TenantEntry> = (1..=6).map(|n| entry(n, n != 6)).collect();
+        let fresh = json!({"complete": true, "streams": {"alerts": {"complete": true, "covered_until": "2026-11-28T05:59:00Z"}}});
+        let runs = json!([
+            {"tenant": entries[0].tenant_id, "answer": fresh},
+            {"tenant": entries[1].tenant_id.to_uppercase(), "failure": {"Error": "CredentialsError", "Cause": "{\"errorMessage\":\"AADSTS7000215: Invalid client secret provided.\\nTrace\",\"errorType\":\"CredentialsError\"}"}},
+            {"tenant": entries[2].tenant_id, "answer": {"complete": false, "streams": {
+                "alerts": {"complete": true, "covered_until": "2026-11-28T05:59:00Z"},
+                "incidents": {"complete": false, "error": "Graph refused: 403", "error_type": "CredentialsError"}}}},
+            {"tenant": entries[3].tenant_id, "answer": {"complete": true, "streams": {"alerts": {"complete": true, "covered_until": "2026-11-28T04:00:00Z"}}}},
+            {"tenant": entries[5].tenant_id, "failure": {"Error": "States.Timeout", "Cause": "timed out"}},
+        ]);
+        let report = report(&entries, &runs, now(), TimeDelta::hours(1)).unwrap();
+        assert_eq!((report.tenants, report.runs, report.stale), (5, 4, 4));
+        let reasons: Vec<(&str, String)> =
+            report.stale_tenants.iter().map(|t| (t.name.as_str(), t.reasons.join("; "))).collect();
+        assert_eq!(
+            reasons[0],
+            ("Tenant 2", "CredentialsError: AADSTS7000215: Invalid client secret provided. Trace".into())
+        );
+        assert_eq!(reasons[1], ("Tenant 3", "incidents: CredentialsError: Graph refused: 403".into()));
+        assert_eq!(
+            reasons[2],
+            ("Tenant 4", "alerts: covered until 2026-11-28T04:00:00+00:00 (120 minutes behind)".into())
+        );
+        assert_eq!(reasons[3], ("Tenant 5", "not run by this fan-out".into()));
+        // A disabled tenant is never stale.
+        assert!(report.stale_tenants.iter().all(|t| t.name != "Tenant 6"));
+    }
+
+    #[test]
+    fn runs_must_be_a_list() {
+        let error = report(&[], &json!({"tenant": "x"}), now(), TimeDelta::hours(1)).unwrap_err();
+        assert_eq!(error.kind(), "InvalidEventError");
+    }
+}

@@ -1,0 +1,224 @@
+//! A registry-driven deployment: many simulated tenants behind one login and Graph host, the
+//! tenant registry in the stand-in's DynamoDB, and a driver that does what the template's state
+//! machine does each interval (scan the registry for enabled tenants, invoke `xdr-sync` once per
+//! tenant with a concurrency bound, catch each failure, hand the outcomes to the report).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use xdr_simulator::{Fleet, SimOptions, SimTenant};
+
+use crate::aws::Aws;
+use crate::function::FunctionProcess;
+use crate::runtime_api::{Outcome, RuntimeApi};
+
+pub struct FleetDeployment {
+    pub fleet: Fleet,
+    pub aws: Aws,
+    pub tenants_table: String,
+    pub api: RuntimeApi,
+    pub env: Vec<(String, String)>,
+    pub processes: Vec<FunctionProcess>,
+    /// Secret values the functions must never print (every app's client secret).
+    pub secrets: Vec<String>,
+}
+
+/// One tenant's invocation in a fan-out, timed.
+#[derive(Debug, Clone)]
+pub struct TenantRun {
+    pub tenant: String,
+    pub outcome: Outcome,
+    pub started: Instant,
+    pub ended: Instant,
+}
+
+impl TenantRun {
+    /// The element the state machine's Map hands the report: the answer, or the caught error.
+    pub fn as_map_result(&self) -> Value {
+        match &self.outcome {
+            Outcome::Response(answer) => json!({"tenant": self.tenant, "answer": answer}),
+            Outcome::Error { error_type, message, .. } => json!({
+                "tenant": self.tenant,
+                "failure": {"Error": error_type, "Cause": json!({"errorType": error_type, "errorMessage": message}).to_string()},
+            }),
+            Outcome::NoAnswer => {
+                json!({"tenant": self.tenant, "failure": {"Error": "States.Timeout", "Cause": "no answer"}})
+            }
+        }
+    }
+}
+
+impl FleetDeployment {
+    /// Serves `tenants` and makes the stack's resources; `shared` is the multi-tenant app's
+    /// secret value (`CREDENTIALS_SECRET_ID`).
+    pub async fn new(tenants: Vec<(SimTenant, SimOptions)>, shared: &Value) -> Self {
+        let start = tenants
+            .iter()
+            .flat_map(|(tenant, _)| tenant.versions.iter().map(|v| v.last_update))
+            .min()
+            .unwrap_or_else(chrono::Utc::now)
+            - chrono::TimeDelta::seconds(1);
+        let mut secrets: Vec<String> =
+            tenants.iter().map(|(tenant, _)| tenant.client_secret.clone()).collect();
+        secrets.sort();
+        secrets.dedup();
+        let fleet = Fleet::start(tenants).await.expect("fleet starts");
+        let aws = Aws::fresh(&shared.to_string()).await;
+        let tenants_table = aws.bucket.replace("xdr-lake-", "xdr-tenants-");
+        aws.dynamodb
+            .create_table()
+            .table_name(&tenants_table)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("tenant_id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("attribute"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("tenant_id")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .expect("key"),
+            )
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("create the tenants table");
+        let mut env = aws.function_env();
+        for (key, value) in [
+            ("TENANTS_TABLE", tenants_table.clone()),
+            ("LOGIN_BASE_URL", fleet.base_url().to_owned()),
+            ("GRAPH_BASE_URL", fleet.base_url().to_owned()),
+            ("BACKFILL_START", start.to_rfc3339()),
+            ("PAGE_SIZE", "100".into()),
+        ] {
+            env.push((key.into(), value));
+        }
+        let api = RuntimeApi::start().await;
+        Self { fleet, aws, tenants_table, api, env, processes: Vec::new(), secrets }
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// Starts `n` more warm `xdr-sync` sandboxes (Lambda's concurrency for the fan-out).
+    pub fn start(&mut self, n: usize) {
+        for _ in 0..n {
+            self.processes.push(FunctionProcess::start("xdr-sync", &self.api, &self.env));
+        }
+    }
+
+    /// Stores a secret in the stand-in and returns its name.
+    pub async fn put_secret(&self, name: &str, value: &Value) -> String {
+        let name = format!("{}-{name}", self.aws.secret_id);
+        self.aws
+            .secrets
+            .create_secret()
+            .name(&name)
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .expect("secret");
+        name
+    }
+
+    /// Runs `xdr-sync tenants <args>` (the operator's tool) with the stack's settings.
+    pub fn tenants_command(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(crate::function::binary("xdr-sync"))
+            .arg("tenants")
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .output()
+            .expect("xdr-sync tenants runs")
+    }
+
+    /// The registry's enabled tenants, as the state machine reads them: a Scan filtered on
+    /// `enabled = true`, projecting `tenant_id`, page after page.
+    pub async fn enabled_tenants(&self) -> Vec<String> {
+        let mut tenants = Vec::new();
+        let mut start: Option<std::collections::HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .aws
+                .dynamodb
+                .scan()
+                .table_name(&self.tenants_table)
+                .filter_expression("enabled = :yes")
+                .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                .projection_expression("tenant_id")
+                .set_exclusive_start_key(start.take())
+                .limit(7)
+                .send()
+                .await
+                .expect("scan the registry");
+            tenants
+                .extend(page.items().iter().filter_map(|item| item.get("tenant_id")?.as_s().ok().cloned()));
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        tenants
+    }
+
+    /// One interval's fan-out: every enabled tenant invoked once, at most `concurrency` at a
+    /// time, each with `timeout`; then the report over their outcomes. Returns the runs by
+    /// tenant and the report's outcome.
+    pub async fn fan_out(
+        &self,
+        concurrency: usize,
+        timeout: Duration,
+    ) -> (BTreeMap<String, TenantRun>, Outcome) {
+        let tenants = self.enabled_tenants().await;
+        let runs: Vec<TenantRun> = futures_util::stream::iter(tenants)
+            .map(|tenant| async move {
+                let started = Instant::now();
+                let outcome = self.api.invoke(&json!({"tenant": tenant}), timeout).await;
+                TenantRun { tenant, outcome, started, ended: Instant::now() }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let results: Vec<Value> = runs.iter().map(TenantRun::as_map_result).collect();
+        let report = self.api.invoke(&json!({"report": {"runs": results}}), timeout).await;
+        (runs.into_iter().map(|run| (run.tenant.clone(), run)).collect(), report)
+    }
+
+    /// Everything every sandbox printed so far.
+    pub fn output(&self) -> String {
+        self.processes.iter().map(FunctionProcess::output).collect()
+    }
+
+    /// Fails if any client secret or access token shows up in what the functions printed or
+    /// answered.
+    pub fn assert_no_secrets(&self) {
+        let haystack = self.api.transcript() + &self.output();
+        for secret in &self.secrets {
+            assert!(!haystack.contains(secret.as_str()), "a client secret was printed");
+        }
+        for tenant in self.fleet.tenants() {
+            for token in tenant.access_tokens() {
+                assert!(!haystack.contains(&token), "an access token was printed");
+            }
+        }
+    }
+}
+
+impl Drop for FleetDeployment {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_no_secrets();
+        }
+    }
+}
