@@ -228,14 +228,21 @@ impl AwsPorts {
 
     /// `xdr-sync`: one scheduled invocation, for every served stream (or the event's `stream`).
     /// Any other JSON payload is accepted. A registry-driven stack's event names the tenant
-    /// (`{"tenant": "<guid>"}`), or asks for the fan-out's report (`{"report": {"runs": [...]}}`).
+    /// (`{"tenant": "<guid>"}`), or is a step of the fan-out (`{"fan_out": "list"}`,
+    /// `{"fan_out": "report", "runs": [...]}`).
     pub async fn sync(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
         let invocation = invocation(&event);
         let started = std::time::Instant::now();
         if let Tenancy::Registry(tenants) = &self.tenancy
-            && let Some(report) = event.payload.get("report")
+            && let Some(step) = event.payload.get("fan_out")
         {
-            return self.report(tenants, report).await;
+            return match step.as_str() {
+                Some("list") => self.list_tenants(tenants).await,
+                Some("report") => {
+                    self.report(tenants, event.payload.get("runs").unwrap_or(&Value::Null)).await
+                }
+                _ => Err(AppError::InvalidEvent(format!("`fan_out` is {step}; use \"list\" or \"report\""))),
+            };
         }
         let (config, graph) = match self.tenant(&event.payload).await {
             Ok(tenant) => tenant,
@@ -255,11 +262,14 @@ impl AwsPorts {
                     let scope = MetricsScope { function: "xdr-sync", stream: run.stream.name, tenant };
                     self.emit(scope, &run.result, Some(run.requests), started);
                 }
-                let mut answer = to_value(&SyncAnswer::from_runs(runs)?);
+                let answer = SyncAnswer::from_runs(runs)?;
+                let health = crate::tenant_report::health(&answer);
+                let mut answer = to_value(&answer);
                 if config.registry_driven
                     && let Some(object) = answer.as_object_mut()
                 {
                     object.insert("tenant".into(), json!(tenant));
+                    object.insert("health".into(), health);
                 }
                 Ok(answer)
             }
@@ -274,10 +284,20 @@ impl AwsPorts {
         }
     }
 
-    /// The fan-out's report: which registered tenants are stale, as one metric and a list.
-    async fn report(&self, tenants: &RegistryTenants, report: &Value) -> Result<Value, AppError> {
+    /// The fan-out's first step: the enabled tenants, in a new random order each time, so a
+    /// fan-out cut short (a deadline, a limit) never leaves the same tenants last.
+    async fn list_tenants(&self, tenants: &RegistryTenants) -> Result<Value, AppError> {
+        let mut enabled: Vec<String> =
+            tenants.registry.list().await?.into_iter().filter(|e| e.enabled).map(|e| e.tenant_id).collect();
+        fastrand::shuffle(&mut enabled);
+        tracing::info!(tenants = enabled.len(), "Tenants to sync.");
+        let listed: Vec<Value> = enabled.iter().map(|tenant| json!({"tenant": tenant})).collect();
+        Ok(json!({"count": listed.len(), "tenants": listed}))
+    }
+
+    /// The fan-out's last step: which registered tenants are stale, as one metric and a list.
+    async fn report(&self, tenants: &RegistryTenants, runs: &Value) -> Result<Value, AppError> {
         let entries = tenants.registry.list().await?;
-        let runs = report.get("runs").unwrap_or(&Value::Null);
         let now = Utc::now();
         let report = crate::tenant_report::report(&entries, runs, now, self.config.stale_after)?;
         crate::metrics::print_line(&crate::metrics::report_line(&self.metrics_namespace, &report, now));

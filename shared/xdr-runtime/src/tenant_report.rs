@@ -4,7 +4,8 @@
 //! (`StaleTenants`), and the list, with reasons, in the log and the answer.
 //!
 //! The fan-out hands over what each tenant's invocation answered, as the state machine's Map
-//! collects it: `{"tenant": "<guid>", "answer": {...}}` for an answer and
+//! collects it: `{"tenant": "<guid>", "answer": {"health": {...}}}` for an answer (its compact
+//! `health`, so the results of hundreds of tenants stay within a state's 256 KB) and
 //! `{"tenant": "<guid>", "failure": {"Error": "<type>", "Cause": "<Lambda's error JSON>"}}` for
 //! a failed invocation.
 
@@ -12,11 +13,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use xdr_core::tenants::TenantEntry;
 use xdr_core::timeutil::parse_instant;
 
 use crate::error::AppError;
+use crate::response::SyncAnswer;
 
 /// One stale tenant, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,9 +70,34 @@ fn one_line(text: &str) -> String {
     flat.chars().take(300).collect()
 }
 
-/// Why a tenant's answer makes it stale (empty: fresh, or still catching up in time).
+/// What the report needs of a registry-driven answer, per stream: `covered_until`, and when
+/// the stream failed, `error_type` and `error` (at most 300 characters): about 100 bytes.
+pub fn health(answer: &SyncAnswer) -> Value {
+    let streams: serde_json::Map<String, Value> = answer
+        .streams
+        .iter()
+        .map(|(name, entry)| {
+            let mut health = serde_json::Map::new();
+            if let Some(covered) = &entry.covered_until {
+                health.insert("covered_until".into(), json!(covered));
+            }
+            if let Some(error) = &entry.error {
+                health.insert("error".into(), json!(one_line(error)));
+                health.insert("error_type".into(), json!(entry.error_type));
+            }
+            ((*name).to_owned(), Value::Object(health))
+        })
+        .collect();
+    Value::Object(streams)
+}
+
+/// Why a tenant's answer makes it stale (empty: fresh, or still catching up in time). Reads its
+/// `health` (what the state machine keeps), or its `streams` (a whole answer).
 fn answer_reasons(answer: &Value, now: DateTime<Utc>, stale_after: TimeDelta) -> Vec<String> {
-    let Some(streams) = answer.get("streams").and_then(Value::as_object) else { return Vec::new() };
+    let Some(streams) = answer.get("health").or_else(|| answer.get("streams")).and_then(Value::as_object)
+    else {
+        return Vec::new();
+    };
     let mut reasons = Vec::new();
     for (stream, entry) in streams {
         if let Some(error) = entry.get("error").and_then(Value::as_str) {
@@ -135,7 +162,6 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn now() -> DateTime<Utc> {
         parse_instant("2026-11-28T06:00:00Z").unwrap()
@@ -163,7 +189,7 @@ mod tests {
             {"tenant": entries[2].tenant_id, "answer": {"complete": false, "streams": {
                 "alerts": {"complete": true, "covered_until": "2026-11-28T05:59:00Z"},
                 "incidents": {"complete": false, "error": "Graph refused: 403", "error_type": "CredentialsError"}}}},
-            {"tenant": entries[3].tenant_id, "answer": {"complete": true, "streams": {"alerts": {"complete": true, "covered_until": "2026-11-28T04:00:00Z"}}}},
+            {"tenant": entries[3].tenant_id, "answer": {"health": {"alerts": {"covered_until": "2026-11-28T04:00:00Z"}}}},
             {"tenant": entries[5].tenant_id, "failure": {"Error": "States.Timeout", "Cause": "timed out"}},
         ]);
         let report = report(&entries, &runs, now(), TimeDelta::hours(1)).unwrap();
