@@ -3,7 +3,7 @@
 Used by tests/infra/test_iam.py (the inventory check) and by the Rust end-to-end test
 tests/it/iam.rs, which runs the functions under exactly these policies in an IAM-enforcing stand-in:
 
-    python tests/infra/template_policy.py SyncFunction --bucket B --table-arn A --secret-arn S [--without-sid X] [--parameter Streams=alerts,incidents]
+    python tests/infra/template_policy.py SyncFunction --bucket B --table-arn A --secret-arn S [--without-sid X] [--parameter Streams=alerts,incidents] [--parameter Tenancy=registry --tenants-table-arn T]
 """
 import argparse
 import json
@@ -55,15 +55,19 @@ class Resolver:
             "HasExistingBucketKey": bool(self.parameters.get("ExistingBucketKmsKeyArn")),
             "HasExistingSecretKey": bool(self.parameters.get("ExistingSecretKmsKeyArn")),
             "ServesIncidents": self.parameters.get("Streams", "alerts") != "alerts",
+            "RegistryDriven": self.parameters.get("Tenancy", "single") == "registry",
             **(conditions or {}),
         }
+        self.conditions.setdefault("SingleTenant", not self.conditions["RegistryDriven"])
         self.refs = {
             "AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012",
             "AWS::StackName": "xdr", "AWS::NoValue": None,
             "OutputBucket": names["bucket"], "ExistingBucketName": names["bucket"],
             "CredentialsSecret": names["secret_arn"], "ExistingSecretArn": names["secret_arn"],
         }
-        self.attributes = {"StateTable.Arn": names["table_arn"], "Key.Arn": names.get("key_arn", "arn:aws:kms:us-east-1:123456789012:key/k"),
+        self.attributes = {"StateTable.Arn": names["table_arn"],
+                           "TenantsTable.Arn": names.get("tenants_table_arn", "arn:aws:dynamodb:us-east-1:123456789012:table/xdr-tenants"),
+                           "Key.Arn": names.get("key_arn", "arn:aws:kms:us-east-1:123456789012:key/k"),
                            "FailureQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:xdr-failures"}
 
     def ref(self, name):
@@ -119,10 +123,13 @@ def main(argv):
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--table-arn", required=True)
     parser.add_argument("--secret-arn", required=True)
+    parser.add_argument("--tenants-table-arn", help="the tenant registry (with --parameter Tenancy=registry)")
     parser.add_argument("--without-sid", action="append", default=[])
     parser.add_argument("--parameter", action="append", default=[], help="NAME=VALUE, a template parameter")
     args = parser.parse_args(argv)
     names = {"bucket": args.bucket, "table_arn": args.table_arn, "secret_arn": args.secret_arn}
+    if args.tenants_table_arn:
+        names["tenants_table_arn"] = args.tenants_table_arn
     parameters = dict(item.split("=", 1) for item in args.parameter)
     print(json.dumps(policy_document(args.function, names, args.without_sid, parameters)))
 

@@ -17,7 +17,10 @@ NAMES = {
     "bucket": "xdr-lake-bucket",
     "table_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/xdr-state",
     "secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:xdr/credentials-AbCdEf",
+    "tenants_table_arn": "arn:aws:dynamodb:us-east-1:123456789012:table/xdr-tenants",
 }
+# A per-tenant secret under the default TenantSecretsPrefix (Secrets Manager appends -XXXXXX).
+TENANT_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:xdr-lake/tenants/fabrikam-AbCdEf"
 # Calls Lambda and the services make with the function's role (dead-letter queue, the keys),
 # not the code. No service calls kms:Encrypt with it.
 PLATFORM = {"sqs:SendMessage", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"}
@@ -104,6 +107,11 @@ CASES = [
         {"UseKey": False, "ServesIncidents": True},
         id="with-incidents",
     ),
+    pytest.param(
+        {"Tenancy": "registry", "Streams": "alerts,incidents"},
+        {"UseKey": False, "ServesIncidents": True, "RegistryDriven": True},
+        id="many-tenants",
+    ),
 ]
 
 
@@ -114,10 +122,17 @@ def test_every_call_the_code_makes_is_granted(function, parameters, conditions):
     stmts = statements(doc, function, NAMES, parameters, conditions)
     output_prefix = parameters.get("OutputPrefix", doc["Parameters"]["OutputPrefix"]["Default"])
     missing = []
+    resolved_conditions = {"RegistryDriven": parameters.get("Tenancy") == "registry", **conditions}
     for call in inventory()[function]:
         action, kind = call["action"], call["resource"]
+        if "only_with" in call and not resolved_conditions.get(call["only_with"]):
+            continue
         if kind == "secret":
             checks = [(NAMES["secret_arn"], None)]
+        elif kind == "tenant-secret":
+            checks = [(TENANT_SECRET, None)]
+        elif kind == "registry":
+            checks = [(NAMES["tenants_table_arn"], None)]
         elif kind == "table":
             checks = [
                 (NAMES["table_arn"], {"dynamodb:LeadingKeys": [key.replace("<tenant>", TENANT)]})
@@ -146,10 +161,15 @@ def test_every_call_the_code_makes_is_granted(function, parameters, conditions):
     assert not missing, f"{function}: the template does not grant what the code calls: {missing}"
 
 
+@pytest.mark.parametrize("tenancy", ["single", "registry"])
 @pytest.mark.parametrize("function", sorted(inventory()))
-def test_nothing_is_granted_that_no_call_needs(function):
-    stmts = statements(template(), function, NAMES, {}, {"UseKey": True})
-    needed = {call["action"] for call in inventory()[function]} | PLATFORM
+def test_nothing_is_granted_that_no_call_needs(function, tenancy):
+    stmts = statements(template(), function, NAMES, {"Tenancy": tenancy}, {"UseKey": True})
+    needed = {
+        call["action"]
+        for call in inventory()[function]
+        if "only_with" not in call or tenancy == "registry"
+    } | PLATFORM
     extra = sorted(
         action
         for statement in stmts
@@ -212,7 +232,7 @@ def test_the_backfill_reads_the_live_state_but_not_its_lease():
 
 def test_the_key_is_kept_like_the_data_it_encrypts():
     resources = template()["Resources"]
-    for name in ["Key", "OutputBucket", "StateTable"]:
+    for name in ["Key", "OutputBucket", "StateTable", "TenantsTable"]:
         assert resources[name].get("DeletionPolicy") == "Retain", name
         assert resources[name].get("UpdateReplacePolicy") == "Retain", name
 
@@ -264,3 +284,40 @@ def test_quarantined_records_expire():
     assert rule is not None, "no lifecycle rule for the quarantine prefix"
     assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == {"!Ref": "QuarantineExpirationDays"}
     assert doc["Parameters"]["QuarantineExpirationDays"]["Default"] <= 90
+
+
+@pytest.mark.parametrize("function", ["SyncFunction", "BackfillFunction"])
+def test_the_registry_and_tenant_secrets_are_readable_only_in_a_registry_driven_stack(function):
+    single = statements(template(), function, NAMES, {}, {})
+    assert not granted(single, "dynamodb:GetItem", NAMES["tenants_table_arn"])
+    assert not granted(single, "secretsmanager:GetSecretValue", TENANT_SECRET)
+    many = statements(template(), function, NAMES, {"Tenancy": "registry"}, {})
+    assert granted(many, "dynamodb:GetItem", NAMES["tenants_table_arn"])
+    assert granted(many, "secretsmanager:GetSecretValue", TENANT_SECRET)
+    # Only secrets under the prefix, and the registry is never written by the functions.
+    other = "arn:aws:secretsmanager:us-east-1:123456789012:secret:payroll/db-AbCdEf"
+    assert not granted(many, "secretsmanager:GetSecretValue", other)
+    for action in ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]:
+        assert not granted(many, action, NAMES["tenants_table_arn"])
+    # Only the sync lists the registry (the fan-out's list and report).
+    assert granted(many, "dynamodb:Scan", NAMES["tenants_table_arn"]) == (function == "SyncFunction")
+
+
+def test_the_fan_out_runs_only_in_a_registry_driven_stack_and_replaces_the_single_schedule():
+    doc = template()
+    resources = doc["Resources"]
+    for name in ["TenantsTable", "FanOutStateMachine", "FanOutSchedule", "FanOutRole", "StaleTenantsAlarm"]:
+        assert resources[name].get("Condition") == "RegistryDriven", name
+    sync = resources["SyncFunction"]["Properties"]
+    assert sync["Events"]["Schedule"]["Properties"]["State"] == {"!If": ["SingleTenant", "ENABLED", "DISABLED"]}
+    assert sync["ReservedConcurrentExecutions"] == {"!If": ["SingleTenant", 1, {"!Ref": "AWS::NoValue"}]}
+    states = resources["FanOutStateMachine"]["Properties"]["Definition"]["States"]
+    each = states["SyncEachTenant"]
+    assert each["ToleratedFailurePercentage"] == 100, "one tenant's failure never fails the fan-out"
+    task = each["ItemProcessor"]["States"]["SyncTenant"]
+    assert task["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+    assert task["Parameters"]["Payload"] == {"tenant.$": "$.tenant"}
+    assert states["ListTenants"]["Parameters"]["Payload"] == {"fan_out": "list"}
+    assert states["Report"]["Parameters"]["Payload"] == {"fan_out": "report", "runs.$": "$.runs"}
+    alarm = resources["StaleTenantsAlarm"]["Properties"]
+    assert alarm["MetricName"] == "StaleTenants" and alarm["TreatMissingData"] == "breaching"
