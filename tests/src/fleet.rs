@@ -120,6 +120,32 @@ impl FleetDeployment {
         }
     }
 
+    /// Starts `n` more sandboxes of the release build (what Lambda runs), for measurements.
+    pub fn start_release(&mut self, n: usize) {
+        let binary = crate::function::release_binary("xdr-sync");
+        for _ in 0..n {
+            self.processes.push(FunctionProcess::start_binary(&binary, "xdr-sync", &self.api, &self.env));
+        }
+    }
+
+    /// Registers every tenant the fleet serves directly in the registry (the tool checks each
+    /// one against Entra and Graph first; a benchmark of hundreds of tenants skips that).
+    pub async fn register_all(&self) {
+        let registry = xdr_aws::DynamoRegistry::new(self.aws.dynamodb.clone(), self.tenants_table.clone());
+        for (n, tenant) in self.fleet.tenants().iter().enumerate() {
+            let entry = xdr_core::tenants::TenantEntry {
+                tenant_id: tenant.tenant_id(),
+                display_name: format!("Customer {n:03}"),
+                secret_id: None,
+                streams: None,
+                backfill_start: None,
+                enabled: true,
+                updated_at: chrono::Utc::now(),
+            };
+            registry.add(&entry).await.expect("register a tenant");
+        }
+    }
+
     /// Stores a secret in the stand-in and returns its name.
     pub async fn put_secret(&self, name: &str, value: &Value) -> String {
         let name = format!("{}-{name}", self.aws.secret_id);

@@ -86,6 +86,10 @@ enum Command {
         /// How the simulated Graph pages (see `demo --help`).
         #[arg(long, default_value = "strict")]
         graph_mode: GraphMode,
+        /// Serve this many tenants behind one login and Graph host, all consented to one
+        /// multi-tenant app (for a registry-driven stack).
+        #[arg(long, default_value_t = 1)]
+        tenants: u64,
     },
 }
 
@@ -153,9 +157,9 @@ fn main() -> ExitCode {
                 Ok(())
             }
             #[cfg(feature = "demo")]
-            Some(Command::Simulate { port, alerts, graph_mode }) => {
+            Some(Command::Simulate { port, alerts, graph_mode, tenants }) => {
                 logging::init("info");
-                simulate(port, alerts, graph_mode).await
+                simulate(port, alerts, graph_mode, tenants).await
             }
             Some(Command::State { tenant, stream, action }) => state(tenant, &stream, action).await,
             Some(Command::Tenants { action }) => tenants(action).await,
@@ -225,11 +229,11 @@ async fn state(tenant: Option<String>, stream: &str, action: StateAction) -> Res
             let (config, guid) = if config.registry_driven {
                 // A registry's tenant: named by --tenant, with its own settings from its entry.
                 let guid = tenant.ok_or_else(|| {
-                    AppError::InvalidEvent(
+                    AppError::InvalidArgument(
                         "--tenant <GUID> is required with TENANTS_TABLE: the state is per tenant".into(),
                     )
                 })?;
-                let guid = xdr_core::tenants::registry_key(&guid).map_err(AppError::InvalidEvent)?;
+                let guid = xdr_core::tenants::registry_key(&guid).map_err(AppError::InvalidArgument)?;
                 let table = env("TENANTS_TABLE").unwrap_or_default();
                 let registry = xdr_aws::DynamoRegistry::new(clients.dynamodb.clone(), table);
                 let config = match registry.get(&guid).await? {

@@ -177,10 +177,14 @@ fn describe_runs(out: &mut String, title: &str, runs: Vec<LocalRun>) -> Result<(
 /// `xdr-sync simulate`: serves a simulated tenant (Entra token endpoint + Graph alerts_v2 and
 /// incidents) on
 /// loopback until interrupted, and says how to sync it.
-pub async fn simulate(port: u16, alerts: u64, graph_mode: GraphMode) -> Result<(), AppError> {
+pub async fn simulate(port: u16, alerts: u64, graph_mode: GraphMode, tenants: u64) -> Result<(), AppError> {
     let seed = Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
-    let tenant = SimTenant::with_history(seed, Utc::now(), TimeDelta::days(3), alerts);
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let start = (Utc::now() - TimeDelta::days(3)).format("%Y-%m-%dT%H:%M:%SZ");
+    if tenants > 1 {
+        return simulate_many(address, seed, alerts, graph_mode, tenants).await;
+    }
+    let tenant = SimTenant::with_history(seed, Utc::now(), TimeDelta::days(3), alerts);
     let simulator = Simulator::start_on(tenant, SimOptions::mode(graph_mode), address)
         .await
         .map_err(io(format!("listening on {address}")))?;
@@ -195,11 +199,47 @@ pub async fn simulate(port: u16, alerts: u64, graph_mode: GraphMode) -> Result<(
         simulator.client_secret()
     );
     println!(
-        "  LOGIN_BASE_URL={base} GRAPH_BASE_URL={base} STREAMS=alerts,incidents BACKFILL_START={} \\",
-        (Utc::now() - TimeDelta::days(3)).format("%Y-%m-%dT%H:%M:%SZ")
+        "  LOGIN_BASE_URL={base} GRAPH_BASE_URL={base} STREAMS=alerts,incidents BACKFILL_START={start} \\"
     );
     println!("  xdr-sync\n\nPress Ctrl-C to stop.");
     tokio::signal::ctrl_c().await.map_err(io("waiting for Ctrl-C"))?;
     simulator.stop().await;
+    Ok(())
+}
+
+/// Many simulated tenants behind one login and Graph host, all consented to one multi-tenant
+/// app (the MSSP's): what a registry-driven stack syncs.
+async fn simulate_many(
+    address: std::net::SocketAddr,
+    seed: u64,
+    alerts: u64,
+    graph_mode: GraphMode,
+    tenants: u64,
+) -> Result<(), AppError> {
+    let app = SimTenant::new(seed, Utc::now());
+    let fleet: Vec<(SimTenant, SimOptions)> = (0..tenants)
+        .map(|n| {
+            let mut tenant = SimTenant::with_history(seed ^ (n + 1), Utc::now(), TimeDelta::days(3), alerts);
+            tenant.client_id = app.client_id.clone();
+            tenant.client_secret = app.client_secret.clone();
+            (tenant, SimOptions::mode(graph_mode))
+        })
+        .collect();
+    let fleet = xdr_simulator::Fleet::start_on(fleet, address)
+        .await
+        .map_err(io(format!("listening on {address}")))?;
+    let base = fleet.base_url();
+    println!(
+        "{tenants} simulated tenants listening on {base} (Graph mode: {graph_mode}), one multi-tenant app:"
+    );
+    println!("  client_id {}  client_secret '{}'\n", app.client_id, app.client_secret);
+    for tenant in fleet.tenants() {
+        println!("  {}", tenant.tenant_id());
+    }
+    println!(
+        "\nStore the app in the stack's secret, then register each tenant with\n  LOGIN_BASE_URL={base} GRAPH_BASE_URL={base} xdr-sync tenants add <tenant id>\n\nPress Ctrl-C to stop."
+    );
+    tokio::signal::ctrl_c().await.map_err(io("waiting for Ctrl-C"))?;
+    fleet.stop().await;
     Ok(())
 }

@@ -29,6 +29,12 @@ pub enum AppError {
     /// The tenant registry could not be read or changed, or an entry is malformed.
     #[error(transparent)]
     Registry(#[from] xdr_aws::RegistryError),
+    /// A check before a change failed (its cause's type, and the whole story); nothing changed.
+    #[error("{message}")]
+    CheckFailed { kind: &'static str, message: String },
+    /// A command's argument that does not make sense (which one, what is wrong).
+    #[error("{0}")]
+    InvalidArgument(String),
     /// An invocation named a tenant the registry does not sync (unknown, or disabled).
     #[error("{0}")]
     TenantNotSynced(String),
@@ -44,6 +50,8 @@ impl AppError {
             AppError::InvalidEvent(_) => "InvalidEventError",
             AppError::Registry(_) => "RegistryError",
             AppError::TenantNotSynced(_) => "TenantNotSyncedError",
+            AppError::InvalidArgument(_) => "InvalidArgumentError",
+            AppError::CheckFailed { kind, .. } => kind,
             AppError::Http(_) | AppError::Runtime(_) | AppError::Io { .. } | AppError::DemoTenant { .. } => {
                 "InternalError"
             }

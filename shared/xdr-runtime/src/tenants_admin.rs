@@ -57,7 +57,7 @@ impl TenantsAdmin {
 
     /// Checks the tenant's credentials against Entra and Graph, then registers it.
     pub async fn add(&self, request: &AddRequest, now: DateTime<Utc>) -> Result<String, AppError> {
-        let invalid = AppError::InvalidEvent;
+        let invalid = AppError::InvalidArgument;
         let tenant_id = registry_key(&request.tenant).map_err(invalid)?;
         let streams = request.streams.as_deref().map(parse_stream_list).transpose().map_err(invalid)?;
         let backfill_start = match request.backfill_start.as_deref() {
@@ -120,10 +120,20 @@ impl TenantsAdmin {
         let http = http_client().map_err(AppError::Http)?;
         let client = GraphClient::new(http, config.graph_settings(), credentials);
         let deadline = Some(Utc::now() + TimeDelta::seconds(60));
-        let failed = |error: xdr_core::SourceError| AppError::Engine(xdr_core::EngineError::Source(error));
+        // Which tenant and which secret, before what went wrong: nothing is saved.
+        let failed = |error: xdr_core::SourceError| {
+            let error = AppError::Engine(xdr_core::EngineError::Source(error));
+            AppError::CheckFailed {
+                kind: error.kind(),
+                message: format!(
+                    "{} was not registered: checking it with secret `{secret}` failed: {error}",
+                    entry.tenant_id
+                ),
+            }
+        };
         let identity = client.authenticate(deadline).await.map_err(failed)?;
         if !identity.tenant.eq_ignore_ascii_case(&entry.tenant_id) {
-            return Err(AppError::InvalidEvent(format!(
+            return Err(AppError::InvalidArgument(format!(
                 "Entra issued a token for tenant {}, not {}; check the tenant id",
                 identity.tenant, entry.tenant_id
             )));
@@ -160,7 +170,7 @@ impl TenantsAdmin {
     }
 
     pub async fn set_enabled(&self, tenant: &str, enabled: bool) -> Result<String, AppError> {
-        let tenant = registry_key(tenant).map_err(AppError::InvalidEvent)?;
+        let tenant = registry_key(tenant).map_err(AppError::InvalidArgument)?;
         self.registry.set_enabled(&tenant, enabled).await?;
         Ok(if enabled {
             format!("Enabled {tenant}: the next fan-out syncs it, from where its state stands.\n")
@@ -171,7 +181,7 @@ impl TenantsAdmin {
 
     /// Removes the entry; without `yes`, says what that means and changes nothing.
     pub async fn remove(&self, tenant: &str, yes: bool) -> Result<String, AppError> {
-        let tenant = registry_key(tenant).map_err(AppError::InvalidEvent)?;
+        let tenant = registry_key(tenant).map_err(AppError::InvalidArgument)?;
         let Some(entry) = self.registry.get(&tenant).await? else {
             return Err(AppError::Registry(xdr_aws::RegistryError::NotRegistered {
                 table: self.registry.table().to_owned(),
