@@ -105,7 +105,17 @@ where
             (state, Some(revision))
         }
     };
+    // The start applies to a first run only; a change after it is said, never silently ignored.
+    let start_changed = if settings.window_end.is_none() {
+        start_changed(settings.backfill_start, state.floor)
+    } else {
+        None
+    };
+    if let Some(note) = &start_changed {
+        warn!(note = %note, "The configured start changed after the first run.");
+    }
     let mut run = Run::new(settings, &ports, request, started, fetch_deadline, state, revision);
+    run.summary.start_changed = start_changed;
     run.recover_pending().await?;
 
     let window_from = run.state.next_window_start(settings.overlap);
@@ -541,4 +551,23 @@ where
         self.summary.progress = self.state.progress();
         Ok(())
     }
+}
+
+/// What a configured start that differs from where the live state began means: the start
+/// applies to a first run only (`None` when they agree, or when none is configured).
+pub fn start_changed(configured: Option<DateTime<Utc>>, floor: DateTime<Utc>) -> Option<String> {
+    let (wanted, floor) = (floor_to_tick(configured?), floor_to_tick(floor));
+    if wanted == floor {
+        return None;
+    }
+    let (wanted_text, floor_text) = (format_human(wanted), format_human(floor));
+    Some(if wanted < floor {
+        format!(
+            "the configured start ({wanted_text}, BACKFILL_START or the tenant's backfill start) is before where this state began ({floor_text}); it applies to a first run only, so nothing before {floor_text} is read: fill that span with xdr-backfill (start {wanted_text}), or reset the state to start over from it"
+        )
+    } else {
+        format!(
+            "the configured start ({wanted_text}, BACKFILL_START or the tenant's backfill start) is after where this state began ({floor_text}); it applies to a first run only, so the sync goes on from its cursor and what it read before stays"
+        )
+    })
 }

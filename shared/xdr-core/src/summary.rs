@@ -38,6 +38,10 @@ pub struct RunSummary {
     /// For a bounded window (backfill): the fraction of it done, 0 to 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<f64>,
+    /// The configured start (`BACKFILL_START`, or a registered tenant's) differs from where this
+    /// state began: what that means, since it applies to a first run only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_changed: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

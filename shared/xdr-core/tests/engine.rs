@@ -116,6 +116,32 @@ async fn first_run_without_backfill_reads_nothing_from_the_past() {
     }
 }
 
+#[tokio::test]
+async fn a_start_changed_after_the_first_run_is_said_not_silently_ignored() {
+    let mut world = World::new();
+    let old = t(T0) - TimeDelta::hours(5);
+    let expected = vec![world.graph.add("old", old, old)];
+    assert_eq!(world.run().await.start_changed, None);
+    // Earlier: nothing before the state's floor is read, and the run says how to fill it.
+    world.settings.backfill_start = Some(t(T0) - TimeDelta::days(5));
+    world.clock.advance(TimeDelta::minutes(5));
+    let earlier = world.run().await.start_changed.expect("said");
+    assert!(
+        earlier.contains("is before where this state began") && earlier.contains("xdr-backfill"),
+        "{earlier}"
+    );
+    // Later: the sync goes on from its cursor and keeps what it read.
+    world.settings.backfill_start = Some(t(T0) - TimeDelta::hours(1));
+    world.clock.advance(TimeDelta::minutes(5));
+    let later = world.run().await.start_changed.expect("said");
+    assert!(later.contains("is after where this state began"), "{later}");
+    world.assert_exactly(&expected);
+    // Unset: a first run's time is where it began; nothing to say.
+    world.settings.backfill_start = None;
+    world.clock.advance(TimeDelta::minutes(5));
+    assert_eq!(world.run().await.start_changed, None);
+}
+
 /// Builds a world with enough data for several objects per run.
 fn busy_world(mode: GraphMode) -> (World, Vec<String>) {
     let mut world = World::in_mode(mode);

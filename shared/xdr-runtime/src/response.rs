@@ -79,6 +79,9 @@ pub struct StreamEntry {
     pub graph_requests: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub expand_fallbacks: u64,
+    /// The configured start changed after the stream's first run (what that means).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_changed: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -89,11 +92,13 @@ impl StreamEntry {
     fn of(run: &StreamRun) -> Self {
         match &run.result {
             Ok(response) => {
-                let (stopped_because, covered_until) = match &response.outcome {
-                    SyncOutcome::Ran(summary) => {
-                        (summary.stopped_because.clone(), Some(summary.covered_until.clone()))
-                    }
-                    SyncOutcome::LeaseHeld(held) => (Some(held.stopped_because.clone()), None),
+                let (stopped_because, covered_until, start_changed) = match &response.outcome {
+                    SyncOutcome::Ran(summary) => (
+                        summary.stopped_because.clone(),
+                        Some(summary.covered_until.clone()),
+                        summary.start_changed.clone(),
+                    ),
+                    SyncOutcome::LeaseHeld(held) => (Some(held.stopped_because.clone()), None, None),
                 };
                 Self {
                     complete: response.complete(),
@@ -105,6 +110,7 @@ impl StreamEntry {
                     covered_until,
                     graph_requests: run.requests.graph_requests,
                     expand_fallbacks: run.requests.expand_fallbacks,
+                    start_changed,
                 }
             }
             Err(error) => Self {
@@ -117,6 +123,7 @@ impl StreamEntry {
                 covered_until: None,
                 graph_requests: run.requests.graph_requests,
                 expand_fallbacks: run.requests.expand_fallbacks,
+                start_changed: None,
             },
         }
     }
