@@ -100,3 +100,61 @@ async fn without_list_bucket_every_run_is_refused_with_advice_and_changes_nothin
     }
     deployment.assert_no_secrets(&[]);
 }
+
+/// A registry-driven stack (`Tenancy=registry`) under the template's own policies: the fan-out's
+/// list, each tenant's sync (one with a secret of its own under `TenantSecretsPrefix`) and the
+/// report make only the calls the template grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_driven_fan_out_runs_under_the_templates_own_policies() {
+    if xdr_tests::moto::unavailable("a_registry_driven_fan_out_runs_under_the_templates_own_policies") {
+        return;
+    }
+    let app = SimTenant::new(520, Utc::now());
+    let shared = json!({"client_id": app.client_id, "client_secret": app.client_secret});
+    let tenants: Vec<(SimTenant, SimOptions)> = (0..3)
+        .map(|n| {
+            let mut tenant = tenant(521 + n);
+            if n < 2 {
+                tenant.client_id = app.client_id.clone();
+                tenant.client_secret = app.client_secret.clone();
+            }
+            (tenant, SimOptions::default())
+        })
+        .collect();
+    let own = json!({"client_id": tenants[2].0.client_id, "client_secret": tenants[2].0.client_secret});
+    let parameters = [("Tenancy", "registry"), ("Streams", "alerts,incidents")];
+    let stand_in = IamStandIn::start_with(&shared.to_string(), &[], &parameters).await;
+    let IamStandIn { moto: _moto, aws, .. } = stand_in;
+    let mut deployment = xdr_tests::fleet::FleetDeployment::with_aws(tenants, aws).await;
+    deployment.set("STREAMS", "alerts,incidents");
+    deployment.register_all().await;
+    // The third tenant's own app, in a secret under the template's TenantSecretsPrefix.
+    let secret = "xdr-lake/tenants/customer-2";
+    deployment.aws.secrets.create_secret().name(secret).secret_string(own.to_string()).send().await.unwrap();
+    let third = deployment.fleet.tenants()[2].tenant_id();
+    deployment
+        .aws
+        .dynamodb
+        .update_item()
+        .table_name(&deployment.tenants_table)
+        .key("tenant_id", aws_sdk_dynamodb::types::AttributeValue::S(third.clone()))
+        .update_expression("SET secret_id = :s")
+        .expression_attribute_values(":s", aws_sdk_dynamodb::types::AttributeValue::S(secret.into()))
+        .send()
+        .await
+        .unwrap();
+    deployment.start(2);
+    let (runs, report) = deployment.fan_out(2, Duration::from_secs(60)).await;
+    assert_eq!(runs.len(), 3);
+    for (tenant, run) in &runs {
+        let Outcome::Response(answer) = &run.outcome else {
+            panic!("{tenant} under the template's policy: {:?}", run.outcome)
+        };
+        assert_eq!(answer["complete"], json!(true), "{answer}");
+        let handle = deployment.fleet.by_id(tenant).unwrap();
+        let expected: Vec<String> =
+            handle.tenant().current_versions(Utc::now()).into_iter().map(|v| v.body.clone()).collect();
+        assert_exactly(&deployment.aws.lines(&format!("{PREFIX}tenant={tenant}/")).await, &expected);
+    }
+    assert_eq!(report.response()["stale"], json!(0), "{:?}", report);
+}

@@ -60,6 +60,13 @@ impl FleetDeployment {
     /// Serves `tenants` and makes the stack's resources; `shared` is the multi-tenant app's
     /// secret value (`CREDENTIALS_SECRET_ID`).
     pub async fn new(tenants: Vec<(SimTenant, SimOptions)>, shared: &Value) -> Self {
+        let aws = Aws::fresh(&shared.to_string()).await;
+        Self::with_aws(tenants, aws).await
+    }
+
+    /// The same on resources made elsewhere (a stand-in that enforces IAM); the stack's secret
+    /// there holds the multi-tenant app.
+    pub async fn with_aws(tenants: Vec<(SimTenant, SimOptions)>, aws: Aws) -> Self {
         let start = tenants
             .iter()
             .flat_map(|(tenant, _)| tenant.versions.iter().map(|v| v.last_update))
@@ -71,7 +78,6 @@ impl FleetDeployment {
         secrets.sort();
         secrets.dedup();
         let fleet = Fleet::start(tenants).await.expect("fleet starts");
-        let aws = Aws::fresh(&shared.to_string()).await;
         let tenants_table = aws.bucket.replace("xdr-lake-", "xdr-tenants-");
         aws.dynamodb
             .create_table()
