@@ -140,6 +140,15 @@ enum StateAction {
         #[arg(long)]
         yes: bool,
     },
+    /// Move the cursor: back to read a span again, forward to skip one; say what that means,
+    /// and with --yes, do it.
+    Move {
+        /// Where the next run reads from (RFC 3339), between where the state began and now.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -259,7 +268,7 @@ async fn state(tenant: Option<String>, stream: &str, action: StateAction) -> Res
                     stores.extend(earlier());
                     state_action(&FirstFound::new(stores), &config, action).await
                 }
-                StateAction::Reset { .. } => {
+                StateAction::Reset { .. } | StateAction::Move { .. } => {
                     state_action(&Adopting::new(current, earlier()), &config, action).await
                 }
             }
@@ -284,6 +293,14 @@ async fn state_action(
             println!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
         }
         StateAction::Reset { yes } => print!("{}", state_admin::reset(store, config, Utc::now(), yes).await?),
+        StateAction::Move { to, yes } => {
+            let to = xdr_core::timeutil::parse_instant(&to).ok_or_else(|| {
+                AppError::InvalidArgument(format!(
+                    "--to `{to}` is not an RFC 3339 time like 2026-11-01T00:00:00Z"
+                ))
+            })?;
+            print!("{}", state_admin::move_cursor(store, to, Utc::now(), yes).await?)
+        }
     }
     Ok(())
 }

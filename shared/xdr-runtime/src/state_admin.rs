@@ -1,4 +1,5 @@
-//! `xdr-sync state show|reset`: what the live sync's state holds, and starting over on purpose.
+//! `xdr-sync state show|reset|move`: what the live sync's state holds, starting over on
+//! purpose, and moving its cursor.
 //!
 //! A run that finds no state for a tenant it has synced before refuses to start over (see
 //! `xdr_core::marker`). Starting over is this command's job: it replaces the state with a reset
@@ -11,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use xdr_aws::{AwsClients, SecretsManagerCredentials};
 use xdr_config::{LocalConfig, SyncConfig, is_guid};
-use xdr_core::timeutil::format_human;
+use xdr_core::timeutil::{floor_to_tick, format_human};
 use xdr_core::{AlertSource, EngineError, StateStore, SyncState};
 use xdr_graph::{ClientCredentials, GraphClient, StaticCredentials, http_client};
 
@@ -124,5 +125,118 @@ fn consequences(config: &SyncConfig, covered: Option<DateTime<Utc>>, now: DateTi
             "After a reset the next run starts when it runs (about {}) and reads nothing before it; set BACKFILL_START to start earlier.\n",
             format_human(now)
         ),
+    }
+}
+
+/// What moving the live state's cursor to `to` would do, and with `confirmed`, does it: back, to
+/// read a span again; forward, to skip one (a gap `xdr-backfill` can fill). Refused, changing
+/// nothing, where it cannot be done safely.
+pub async fn move_cursor(
+    store: &impl StateStore,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+    confirmed: bool,
+) -> Result<String, AppError> {
+    let location = store.location();
+    let refused = |problem: String| {
+        Err(AppError::InvalidArgument(format!("{location}: {problem}; nothing was changed")))
+    };
+    let loaded = store.load().await.map_err(EngineError::State)?;
+    let Some((mut state, revision)) = loaded.filter(|(state, _)| state.reset.is_none()) else {
+        return refused("there is no live state to move (never run, or reset): the next run starts at the configured start".into());
+    };
+    let to = floor_to_tick(to);
+    if state.window_end.is_some() {
+        return refused("this is a backfill's state, not the live sync's".into());
+    }
+    if to > now {
+        return refused(format!("--to {} is in the future", format_human(to)));
+    }
+    if to < state.floor {
+        return refused(format!(
+            "--to {} is before where this state began ({}), which the live sync never reads before: backfill that span with xdr-backfill (start {}, end {})",
+            format_human(to),
+            format_human(state.floor),
+            format_human(to),
+            format_human(state.floor)
+        ));
+    }
+    if let Some(pending) = &state.pending {
+        return refused(format!(
+            "an interrupted run left the object {} pending; let the next run settle it first",
+            pending.key
+        ));
+    }
+    let (from, cursor) = (format_human(state.floor), format_human(state.cursor));
+    let mut text = format!("{location} covers {from} to {cursor}.\n");
+    if to == state.cursor {
+        text.push_str("The cursor is already there; nothing to do.\n");
+        return Ok(text);
+    }
+    let target = format_human(to);
+    if to < state.cursor {
+        text.push_str(&format!(
+            "Moving the cursor back to {target}: the next run reads from there (less the overlap) again. Versions it still remembers (those inside the overlap) are skipped; older ones are written again (duplicates of what is in the output from {target} to {cursor}).\n"
+        ));
+    } else {
+        text.push_str(&format!(
+            "Moving the cursor forward to {target}: the live sync never reads {cursor} to {target} (a gap); `xdr-backfill` with start {cursor} and end {target} fills it.\n"
+        ));
+    }
+    if !confirmed {
+        text.push_str("Nothing was changed. Run again with --yes to move it.\n");
+        return Ok(text);
+    }
+    state.cursor = to;
+    // Progress inside a dense instant, and the slice size it suggested, belong to the old cursor.
+    state.instant = None;
+    state.slice_hint = None;
+    store.save(&mut state, Some(&revision)).await.map_err(EngineError::State)?;
+    text.push_str("Moved. The next run reads from the new cursor.\n");
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+    use xdr_core::memory::MemoryStore;
+    use xdr_core::timeutil::parse_instant;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        parse_instant(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_cursor_moves_back_or_forward_only_when_confirmed_and_safe() {
+        let store = MemoryStore::default();
+        let now = at("2026-11-28T06:00:00Z");
+        let error = move_cursor(&store, now, now, true).await.unwrap_err();
+        assert!(error.to_string().contains("no live state"), "{error}");
+        let mut state = SyncState::first_run(at("2026-11-20T00:00:00Z"));
+        state.cursor = at("2026-11-28T05:50:00Z");
+        store.save(&mut state, None).await.unwrap();
+
+        let back = at("2026-11-27T00:00:00Z");
+        let said = move_cursor(&store, back, now, false).await.unwrap();
+        assert!(said.contains("back to 2026-11-27") && said.contains("Nothing was changed"), "{said}");
+        assert_eq!(store.load().await.unwrap().unwrap().0.cursor, state.cursor);
+        let moved = move_cursor(&store, back, now, true).await.unwrap();
+        assert!(moved.contains("Moved."), "{moved}");
+        assert_eq!(store.load().await.unwrap().unwrap().0.cursor, back);
+
+        let forward = move_cursor(&store, now - TimeDelta::minutes(1), now, true).await.unwrap();
+        assert!(forward.contains("a gap") && forward.contains("xdr-backfill"), "{forward}");
+        for (to, problem) in [
+            (now + TimeDelta::minutes(1), "in the future"),
+            (at("2026-11-19T00:00:00Z"), "before where this state began"),
+        ] {
+            let error = move_cursor(&store, to, now, true).await.unwrap_err();
+            assert!(
+                error.to_string().contains(problem) && error.to_string().contains("nothing was changed"),
+                "{error}"
+            );
+        }
+        assert_eq!(store.load().await.unwrap().unwrap().0.cursor, now - TimeDelta::minutes(1));
     }
 }
