@@ -295,3 +295,67 @@ async fn an_invocation_for_no_tenant_an_unknown_or_a_disabled_one_is_refused() {
     assert_eq!(answer.response()["complete"], json!(true));
     assert!(!deployment.aws.keys(&prefix(&id)).await.is_empty());
 }
+
+/// A registered tenant's backfill: `xdr-backfill` takes `"tenant"` next to the window, fills what
+/// the live sync never read (its first run started after the history), and writes each version
+/// once under the tenant's own folder. Without a tenant the event is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registered_tenant_is_backfilled_under_its_own_folder() {
+    if xdr_tests::moto::unavailable("a_registered_tenant_is_backfilled_under_its_own_folder") {
+        return;
+    }
+    let app = SimTenant::new(7800, Utc::now());
+    let shared = json!({"client_id": app.client_id, "client_secret": app.client_secret});
+    let tenants: Vec<(SimTenant, SimOptions)> = (0..2)
+        .map(|n| {
+            let mut tenant = settled(7801 + n, 60);
+            tenant.client_id = app.client_id.clone();
+            tenant.client_secret = app.client_secret.clone();
+            (tenant, SimOptions::default())
+        })
+        .collect();
+    let mut deployment = FleetDeployment::new(tenants, &shared).await;
+    // The live sync starts now: the history is the backfill's.
+    deployment.set("BACKFILL_START", &Utc::now().to_rfc3339());
+    let ids: Vec<String> = deployment.fleet.tenants().iter().map(|t| t.tenant_id()).collect();
+    for id in &ids {
+        let added = deployment.tenants_command(&["add", id]);
+        assert!(added.status.success(), "{}", stdout(&added));
+    }
+    deployment.start(1);
+    deployment.start_backfill();
+    let (runs, _) = deployment.fan_out(2, Duration::from_secs(30)).await;
+    assert!(runs.values().all(|run| run.outcome.response()["alerts_written"] == json!(0)));
+
+    let refused = deployment
+        .backfill_api
+        .invoke(&json!({"start": (Utc::now() - TimeDelta::days(2)).to_rfc3339()}), Duration::from_secs(30))
+        .await;
+    match refused {
+        Outcome::Error { error_type, message, .. } => {
+            assert_eq!(error_type, "InvalidEventError");
+            assert!(message.contains("must name one"), "{message}");
+        }
+        other => panic!("a backfill without a tenant: {other:?}"),
+    }
+    let window = json!({"tenant": ids[0], "start": (Utc::now() - TimeDelta::days(2)).to_rfc3339()});
+    let mut complete = false;
+    for _ in 0..10 {
+        let answer = deployment.backfill_api.invoke(&window, Duration::from_secs(60)).await;
+        if answer.response()["complete"] == json!(true) {
+            complete = true;
+            break;
+        }
+    }
+    assert!(complete, "the backfill completes");
+    let expected: Vec<String> = deployment.fleet.tenants()[0]
+        .tenant()
+        .current_versions(Utc::now())
+        .into_iter()
+        .map(|v| v.body.clone())
+        .collect();
+    assert_exactly(&deployment.aws.lines(&prefix(&ids[0])).await, &expected);
+    assert!(deployment.aws.keys(&prefix(&ids[1])).await.is_empty(), "the other tenant is not touched");
+    let items = deployment.aws.items().await;
+    assert!(items.keys().any(|key| key.starts_with(&format!("backfill#{}#alerts#", ids[0]))), "{items:?}");
+}

@@ -22,6 +22,8 @@ pub struct FleetDeployment {
     pub aws: Aws,
     pub tenants_table: String,
     pub api: RuntimeApi,
+    /// `xdr-backfill`'s Runtime API.
+    pub backfill_api: RuntimeApi,
     pub env: Vec<(String, String)>,
     pub processes: Vec<FunctionProcess>,
     /// Secret values the functions must never print (every app's client secret).
@@ -111,7 +113,8 @@ impl FleetDeployment {
             env.push((key.into(), value));
         }
         let api = RuntimeApi::start().await;
-        Self { fleet, aws, tenants_table, api, env, processes: Vec::new(), secrets }
+        let backfill_api = RuntimeApi::start().await;
+        Self { fleet, aws, tenants_table, api, backfill_api, env, processes: Vec::new(), secrets }
     }
 
     pub fn set(&mut self, key: &str, value: &str) {
@@ -124,6 +127,11 @@ impl FleetDeployment {
         for _ in 0..n {
             self.processes.push(FunctionProcess::start("xdr-sync", &self.api, &self.env));
         }
+    }
+
+    /// Starts one warm `xdr-backfill` sandbox.
+    pub fn start_backfill(&mut self) {
+        self.processes.push(FunctionProcess::start("xdr-backfill", &self.backfill_api, &self.env));
     }
 
     /// Starts `n` more sandboxes of the release build (what Lambda runs), for measurements.
@@ -245,7 +253,7 @@ impl FleetDeployment {
     /// Fails if any client secret or access token shows up in what the functions printed or
     /// answered.
     pub fn assert_no_secrets(&self) {
-        let haystack = self.api.transcript() + &self.output();
+        let haystack = self.api.transcript() + &self.backfill_api.transcript() + &self.output();
         for secret in &self.secrets {
             assert!(!haystack.contains(secret.as_str()), "a client secret was printed");
         }

@@ -2,15 +2,15 @@
 //! invocation handed to the function's handler with the AWS adapters, its metrics emitted, its
 //! error given a stable type.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use chrono::{TimeDelta, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::sync::Arc;
-use tracing::warn;
-
 use tokio::sync::Mutex;
+use tracing::warn;
 use xdr_aws::{
     AwsClients, DynamoClient, DynamoLease, DynamoRegistry, DynamoStateStore, S3Sink, SecretsClient,
     SecretsManagerCredentials,
@@ -209,6 +209,18 @@ impl AwsPorts {
         }
     }
 
+    /// The `Tenant` dimension of an invocation that failed before its tenant was known: the
+    /// event's tenant when it is a GUID (never any text an event carries), else `TENANT_ID`, else
+    /// `unknown` (CloudWatch refuses an empty dimension).
+    fn tenant_dimension(&self, event: &Value) -> String {
+        let named = event.get("tenant").and_then(Value::as_str);
+        match named.and_then(|text| xdr_core::tenants::registry_key(text).ok()) {
+            Some(guid) => guid,
+            None if !self.config.tenant_id.is_empty() => self.config.tenant_id.clone(),
+            None => "unknown".to_owned(),
+        }
+    }
+
     /// Emits one stream run's metrics; `requests`, when known, counts a failed run's requests too.
     fn emit<R: Measured>(
         &self,
@@ -247,9 +259,8 @@ impl AwsPorts {
         let (config, graph) = match self.tenant(&event.payload).await {
             Ok(tenant) => tenant,
             Err(error) => {
-                let tenant =
-                    event.payload.get("tenant").and_then(Value::as_str).unwrap_or(&self.config.tenant_id);
-                let scope = MetricsScope { function: "xdr-sync", stream: "alerts", tenant };
+                let tenant = self.tenant_dimension(&event.payload);
+                let scope = MetricsScope { function: "xdr-sync", stream: "alerts", tenant: &tenant };
                 let failed: Result<crate::response::SyncResponse, AppError> = Err(error);
                 self.emit(scope, &failed, None, started);
                 return failed.map(|response| to_value(&response));
@@ -337,7 +348,7 @@ impl AwsPorts {
                 let result = handle_backfill(&config, self.ports(&graph), &request, &invocation).await;
                 (config.tenant_id, result)
             }
-            Err(error) => (self.config.tenant_id.clone(), Err(error)),
+            Err(error) => (self.tenant_dimension(&event.payload), Err(error)),
         };
         let (tenant, result) = result;
         self.emit(MetricsScope { function: "xdr-backfill", stream, tenant: &tenant }, &result, None, started);
