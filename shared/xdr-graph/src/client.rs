@@ -319,14 +319,15 @@ impl<P: CredentialProvider> GraphClient<P> {
         &self.settings
     }
 
+    /// The stream's collection on the Graph host in use.
+    fn collection_url(&self) -> Url {
+        let graph = &self.settings.endpoints.graph;
+        graph.join(self.settings.stream.resource_path).unwrap_or_else(|_| graph.clone())
+    }
+
     /// The URL of a query the engine built: its `$filter`, `$top`, `$skip` and `$count`.
     pub fn query_url(&self, query: &Query) -> Url {
-        let mut url = self
-            .settings
-            .endpoints
-            .graph
-            .join(self.settings.stream.resource_path)
-            .unwrap_or_else(|_| self.settings.endpoints.graph.clone());
+        let mut url = self.collection_url();
         let top = query.top.clamp(1, self.settings.stream.max_page_size.max(1));
         let mut text = format!("$filter={}&$top={top}", encode_query_value(&query.filter()));
         if query.skip > 0 {
@@ -345,12 +346,7 @@ impl<P: CredentialProvider> GraphClient<P> {
     /// Reads one record (`$top=1`): proves the token carries the permission this stream needs
     /// (Graph answers 403 without it), before a tenant is registered.
     pub async fn probe(&self, deadline: Option<DateTime<Utc>>) -> Result<(), SourceError> {
-        let mut url = self
-            .settings
-            .endpoints
-            .graph
-            .join(self.settings.stream.resource_path)
-            .unwrap_or_else(|_| self.settings.endpoints.graph.clone());
+        let mut url = self.collection_url();
         url.set_query(Some("$top=1"));
         self.get(url, deadline, false).await.map(|_| ()).map_err(SourceError::from)
     }

@@ -417,10 +417,7 @@ async fn fleet_alerts(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    match token_owner(&tenants, &headers) {
-        Some(state) => list(state, headers, query, &ALERTS_V2).await,
-        None => unauthenticated(),
-    }
+    fleet_list(tenants, headers, query, &ALERTS_V2).await
 }
 
 async fn fleet_incidents(
@@ -428,8 +425,18 @@ async fn fleet_incidents(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    fleet_list(tenants, headers, query, &INCIDENTS).await
+}
+
+/// A list request, served by the tenant whose token it carries.
+async fn fleet_list(
+    tenants: Tenants,
+    headers: HeaderMap,
+    query: HashMap<String, String>,
+    collection: &'static Collection,
+) -> Response {
     match token_owner(&tenants, &headers) {
-        Some(state) => list(state, headers, query, &INCIDENTS).await,
+        Some(state) => list(state, headers, query, collection).await,
         None => unauthenticated(),
     }
 }
