@@ -174,13 +174,20 @@ impl FleetDeployment {
         name
     }
 
-    /// Runs `xdr-sync tenants <args>` (the operator's tool) with the stack's settings.
+    /// Runs `xdr-sync tenants <args>` (the operator's tool) with the stack's settings, less what
+    /// the README does not ask the operator to set for it (the state table, the bucket).
     pub fn tenants_command(&self, args: &[&str]) -> std::process::Output {
+        let unasked = ["STATE_TABLE", "OUTPUT_BUCKET", "S3_FORCE_PATH_STYLE"];
         std::process::Command::new(crate::function::binary("xdr-sync"))
             .arg("tenants")
             .args(args)
             .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(
+                self.env
+                    .iter()
+                    .filter(|(k, _)| !unasked.contains(&k.as_str()))
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .output()
             .expect("xdr-sync tenants runs")

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use xdr_aws::{AwsClients, DynamoRegistry, SecretsManagerCredentials};
-use xdr_config::{AwsConfig, SyncConfig};
+use xdr_config::{Settings, SyncConfig};
 use xdr_core::AlertSource;
 use xdr_core::tenants::{TenantEntry, parse_stream_list, registry_key, stream_list};
 use xdr_core::timeutil::parse_instant;
@@ -31,28 +31,31 @@ pub struct AddRequest {
 /// The registry and what checking a tenant needs.
 pub struct TenantsAdmin {
     config: SyncConfig,
-    aws: AwsConfig,
+    /// `CREDENTIALS_SECRET_ID`: the stack's shared app, for tenants registered without a secret.
+    shared_secret: String,
     clients: AwsClients,
     registry: DynamoRegistry,
 }
 
 impl TenantsAdmin {
-    /// From the functions' settings: `TENANTS_TABLE`, `CREDENTIALS_SECRET_ID`, `STREAMS`,
-    /// `CLOUD` (or the base URLs), and the SDK's region and credentials.
+    /// From the functions' settings it needs (not the state table or the bucket):
+    /// `TENANTS_TABLE`, `CREDENTIALS_SECRET_ID`, `STREAMS`, `CLOUD` (or the base URLs), and the
+    /// SDK's region and credentials.
     pub async fn from_env() -> Result<Self, AppError> {
         let env = |name: &str| std::env::var(name).ok();
         let config = SyncConfig::from_lookup(env, Utc::now())?;
-        let aws = AwsConfig::from_lookup(env)?;
-        let table = aws.tenants_table.clone().ok_or_else(|| {
-            AppError::Config(xdr_config::ConfigError {
-                setting: "TENANTS_TABLE",
-                problem: "is not set; set it to the stack's tenant registry (the TenantsTableName output)"
-                    .into(),
-            })
-        })?;
-        let clients = AwsClients::from_env(aws.s3_force_path_style).await;
+        let settings = Settings::new(env);
+        let table = settings.required(
+            "TENANTS_TABLE",
+            "set it to the stack's tenant registry (the TenantsTableName output)",
+        )?;
+        let shared_secret = settings.required(
+            "CREDENTIALS_SECRET_ID",
+            "set it to the stack's shared secret (the CredentialsSecretArn output)",
+        )?;
+        let clients = AwsClients::from_env(false).await;
         let registry = DynamoRegistry::new(clients.dynamodb.clone(), table);
-        Ok(Self { config, aws, clients, registry })
+        Ok(Self { config, shared_secret, clients, registry })
     }
 
     /// Checks the tenant's credentials against Entra and Graph, then registers it.
@@ -107,13 +110,14 @@ impl TenantsAdmin {
         let config = self.config.for_tenant(entry)?;
         let (secret, origin) = match &entry.secret_id {
             Some(id) => (id.clone(), "--secret"),
-            None => (self.aws.credentials_secret_id.clone(), "CREDENTIALS_SECRET_ID"),
+            None => (self.shared_secret.clone(), "CREDENTIALS_SECRET_ID"),
         };
         let credentials = Arc::new(
             SecretsManagerCredentials::new(
                 self.clients.secrets.clone(),
                 secret.clone(),
-                self.aws.secret_cache,
+                // One check, one read: nothing to keep.
+                std::time::Duration::ZERO,
             )
             .named_by(origin),
         );
