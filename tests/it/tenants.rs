@@ -359,3 +359,133 @@ async fn a_registered_tenant_is_backfilled_under_its_own_folder() {
     let items = deployment.aws.items().await;
     assert!(items.keys().any(|key| key.starts_with(&format!("backfill#{}#alerts#", ids[0]))), "{items:?}");
 }
+
+/// The Athena tables of a registry-driven stack read exactly the tenants their `enum`
+/// projection lists: the tool keeps that list equal to the registry on `add` and `remove`, puts
+/// it back with `sync-tables` after a stack update reset it, leaves the rest of each table as
+/// it was, and refuses a single-tenant stack's tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_registry_tool_keeps_the_athena_tables_listing_every_registered_tenant() {
+    if xdr_tests::moto::unavailable(
+        "the_registry_tool_keeps_the_athena_tables_listing_every_registered_tenant",
+    ) {
+        return;
+    }
+    let app = SimTenant::new(7700, Utc::now());
+    let shared = json!({"client_id": app.client_id, "client_secret": app.client_secret});
+    let tenants: Vec<(SimTenant, SimOptions)> = (0..3)
+        .map(|n| {
+            let mut tenant = settled(7800 + n, 10);
+            tenant.client_id = app.client_id.clone();
+            tenant.client_secret = app.client_secret.clone();
+            (tenant, SimOptions::default())
+        })
+        .collect();
+    let mut deployment = FleetDeployment::new(tenants, &shared).await;
+    let mut ids: Vec<String> = deployment.fleet.tenants().iter().map(|t| t.tenant_id()).collect();
+
+    // Without GLUE_DATABASE a tenant is registered, with a warning; sync-tables is refused.
+    let added = deployment.tenants_command(&["add", &ids[2]]);
+    assert!(added.status.success(), "{}", stdout(&added));
+    assert!(
+        stdout(&added).contains("Athena tables not updated: GLUE_DATABASE is not set"),
+        "{}",
+        stdout(&added)
+    );
+    let refused = deployment.tenants_command(&["sync-tables"]);
+    assert!(!refused.status.success() && stdout(&refused).contains("GLUE_DATABASE is not set"));
+
+    let (glue, database) = deployment.athena_tables(true).await;
+    let table = |name: &'static str| {
+        let glue = glue.clone();
+        let database = database.clone();
+        async move {
+            glue.get_table()
+                .database_name(database)
+                .name(name)
+                .send()
+                .await
+                .expect("table")
+                .table
+                .expect("table")
+        }
+    };
+    let listed = |table: &aws_sdk_glue::types::Table| {
+        table.parameters().and_then(|p| p.get("projection.tenant.values")).cloned().unwrap_or_default()
+    };
+    let before = table("alerts").await;
+    assert_eq!(listed(&before), xdr_aws::NO_TENANT);
+
+    let added = deployment.tenants_command(&["add", &ids[0], "--name", "Contoso"]);
+    assert!(added.status.success(), "{}", stdout(&added));
+    assert!(
+        stdout(&added).contains(&format!(
+            "Athena tables ({database}) list the 2 registered tenants: alerts updated, incidents updated."
+        )),
+        "{}",
+        stdout(&added)
+    );
+    let added = deployment.tenants_command(&["add", &ids[1], "--disabled"]);
+    assert!(added.status.success(), "{}", stdout(&added));
+    ids.sort();
+    for name in ["alerts", "incidents"] {
+        let now = table(name).await;
+        // Every registered tenant, disabled ones too (their data stays queryable), sorted.
+        assert_eq!(listed(&now), ids.join(","), "{name}");
+    }
+    // Nothing else of the table changed.
+    let after = table("alerts").await;
+    assert_eq!(after.storage_descriptor(), before.storage_descriptor());
+    assert_eq!(after.partition_keys(), before.partition_keys());
+    assert_eq!(after.table_type(), before.table_type());
+    assert_eq!(after.description(), before.description());
+    let others = |t: &aws_sdk_glue::types::Table| {
+        let mut parameters = t.parameters().cloned().unwrap_or_default();
+        parameters.remove("projection.tenant.values");
+        parameters
+    };
+    assert_eq!(others(&after), others(&before));
+    let list = stdout(&deployment.tenants_command(&["list"]));
+    assert!(list.contains("alerts and incidents list every tenant"), "{list}");
+
+    // A stack update that changed a table puts the template's list back: `list` says so, and
+    // sync-tables restores it.
+    glue.update_table()
+        .database_name(&database)
+        .table_input(
+            aws_sdk_glue::types::TableInput::builder()
+                .name("alerts")
+                .table_type("EXTERNAL_TABLE")
+                .set_storage_descriptor(before.storage_descriptor().cloned())
+                .set_partition_keys(Some(before.partition_keys().to_vec()))
+                .set_parameters(before.parameters().cloned())
+                .build()
+                .expect("table"),
+        )
+        .send()
+        .await
+        .expect("reset the list");
+    let list = stdout(&deployment.tenants_command(&["list"]));
+    assert!(list.contains("alerts lacks 3") && list.contains("sync-tables"), "{list}");
+    let synced = deployment.tenants_command(&["sync-tables"]);
+    assert!(synced.status.success(), "{}", stdout(&synced));
+    assert!(stdout(&synced).contains("alerts updated, incidents already did"), "{}", stdout(&synced));
+    assert_eq!(listed(&table("alerts").await), ids.join(","));
+
+    // A removed tenant leaves the tables (its objects stay in S3).
+    let gone = deployment.fleet.tenants()[1].tenant_id();
+    let removed = deployment.tenants_command(&["remove", &gone, "--yes"]);
+    assert!(removed.status.success(), "{}", stdout(&removed));
+    let left: Vec<String> = ids.iter().filter(|id| **id != gone).cloned().collect();
+    assert_eq!(listed(&table("incidents").await), left.join(","));
+
+    // A single-tenant stack's tables are not per tenant: refused, and left alone.
+    let (_, single) = deployment.athena_tables(false).await;
+    let refused = deployment.tenants_command(&["sync-tables"]);
+    assert!(!refused.status.success());
+    assert!(
+        stdout(&refused).contains(&format!("Glue table `{single}.alerts` is not partitioned by tenant")),
+        "{}",
+        stdout(&refused)
+    );
+}

@@ -160,6 +160,80 @@ impl FleetDeployment {
         }
     }
 
+    /// The stack's `alerts` and `incidents` tables as a registry-driven stack defines them
+    /// (partitioned by `tenant` and `dt`, an `enum` tenant projection that lists no tenant yet),
+    /// in a fresh Glue database that GLUE_DATABASE names from now on. With `per_tenant` false,
+    /// a single-tenant stack's tables instead (by `dt` only), for the tool to refuse.
+    pub async fn athena_tables(&mut self, per_tenant: bool) -> (aws_sdk_glue::Client, String) {
+        use aws_sdk_glue::types::{Column, DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
+        let credentials = aws_credential_types::Credentials::new("test", "test", None, None, "tests");
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.aws.endpoint)
+            .credentials_provider(credentials)
+            .load()
+            .await;
+        let glue = aws_sdk_glue::Client::new(&shared);
+        let database = self.aws.bucket.replace("xdr-lake-", "xdr_lake_").replace('-', "_")
+            + if per_tenant { "" } else { "_single" };
+        glue.create_database()
+            .database_input(DatabaseInput::builder().name(&database).build().expect("database"))
+            .send()
+            .await
+            .expect("create the Glue database");
+        let column =
+            |name: &str, kind: &str| Column::builder().name(name).r#type(kind).build().expect("column");
+        for table in ["alerts", "incidents"] {
+            let location = format!("s3://{}/defender-xdr/{table}/", self.aws.bucket);
+            let mut input = TableInput::builder()
+                .name(table)
+                .description("Every version, one JSON object per line")
+                .table_type("EXTERNAL_TABLE")
+                .parameters("classification", "json")
+                .parameters("projection.enabled", "true")
+                .parameters("projection.dt.type", "date")
+                .parameters("projection.dt.range", "2015-01-01,NOW")
+                .storage_descriptor(
+                    StorageDescriptor::builder()
+                        .location(&location)
+                        .columns(column("id", "string"))
+                        .columns(column("tenantid", "string"))
+                        .columns(column("mitretechniques", "array<string>"))
+                        .input_format("org.apache.hadoop.mapred.TextInputFormat")
+                        .serde_info(
+                            SerDeInfo::builder()
+                                .serialization_library("org.openx.data.jsonserde.JsonSerDe")
+                                .parameters("mapping.odata_type", "@odata.type")
+                                .build(),
+                        )
+                        .build(),
+                );
+            if per_tenant {
+                input = input
+                    .partition_keys(column("tenant", "string"))
+                    .partition_keys(column("dt", "string"))
+                    .parameters("projection.tenant.type", "enum")
+                    .parameters("projection.tenant.values", xdr_aws::NO_TENANT)
+                    .parameters(
+                        "storage.location.template",
+                        format!("{location}tenant=${{tenant}}/dt=${{dt}}"),
+                    );
+            } else {
+                input = input
+                    .partition_keys(column("dt", "string"))
+                    .parameters("storage.location.template", format!("{location}dt=${{dt}}"));
+            }
+            glue.create_table()
+                .database_name(&database)
+                .table_input(input.build().expect("table"))
+                .send()
+                .await
+                .expect("create a Glue table");
+        }
+        self.set("GLUE_DATABASE", &database);
+        (glue, database)
+    }
+
     /// Stores a secret in the stand-in and returns its name.
     pub async fn put_secret(&self, name: &str, value: &Value) -> String {
         let name = format!("{}-{name}", self.aws.secret_id);

@@ -129,6 +129,9 @@ enum TenantsAction {
         #[arg(long)]
         yes: bool,
     },
+    /// Make the Athena tables (GLUE_DATABASE) list every registered tenant: `add` and `remove`
+    /// do it themselves; run it after a stack update that changed a table.
+    SyncTables,
 }
 
 #[derive(Subcommand)]
@@ -206,17 +209,23 @@ async fn sync() -> Result<(), AppError> {
 async fn tenants(action: TenantsAction) -> Result<(), AppError> {
     logging::init("warn");
     let admin = TenantsAdmin::from_env().await?;
-    let output = match action {
+    let (output, changed) = match action {
         TenantsAction::Add { tenant, name, secret, streams, backfill_start, disabled } => {
             let request = AddRequest { tenant, name, secret_id: secret, streams, backfill_start, disabled };
-            admin.add(&request, Utc::now()).await?
+            (admin.add(&request, Utc::now()).await?, true)
         }
-        TenantsAction::List => admin.list().await?,
-        TenantsAction::Enable { tenant } => admin.set_enabled(&tenant, true).await?,
-        TenantsAction::Disable { tenant } => admin.set_enabled(&tenant, false).await?,
-        TenantsAction::Remove { tenant, yes } => admin.remove(&tenant, yes).await?,
+        TenantsAction::List => (admin.list().await?, false),
+        TenantsAction::Enable { tenant } => (admin.set_enabled(&tenant, true).await?, false),
+        TenantsAction::Disable { tenant } => (admin.set_enabled(&tenant, false).await?, false),
+        TenantsAction::Remove { tenant, yes } => (admin.remove(&tenant, yes).await?, yes),
+        TenantsAction::SyncTables => (admin.sync_tables(false).await?, false),
     };
     print!("{output}");
+    // The registry changed: Athena's tables follow it (what changed is said first, whatever
+    // happens to the tables).
+    if changed {
+        print!("{}", admin.sync_tables(true).await?);
+    }
     Ok(())
 }
 

@@ -2,6 +2,8 @@
 //! DynamoDB, objects in S3. Clients are built once per Lambda container and shared.
 
 mod dynamo_state;
+#[cfg(feature = "glue")]
+mod glue_tables;
 mod lease;
 mod registry;
 mod s3_sink;
@@ -10,6 +12,8 @@ mod secrets;
 pub use aws_sdk_dynamodb::Client as DynamoClient;
 pub use aws_sdk_secretsmanager::Client as SecretsClient;
 pub use dynamo_state::DynamoStateStore;
+#[cfg(feature = "glue")]
+pub use glue_tables::{GlueTables, NO_TENANT, TableTenants, TablesError};
 pub use lease::DynamoLease;
 pub use registry::{DynamoRegistry, RegistryError};
 pub use s3_sink::S3Sink;

@@ -38,6 +38,9 @@ pub enum AppError {
     /// An invocation named a tenant the registry does not sync (unknown, or disabled).
     #[error("{0}")]
     TenantNotSynced(String),
+    /// The Athena tables' tenant list could not be read or brought in step with the registry.
+    #[error("{0}")]
+    Tables(String),
 }
 
 impl AppError {
@@ -51,6 +54,7 @@ impl AppError {
             AppError::Registry(_) => "RegistryError",
             AppError::TenantNotSynced(_) => "TenantNotSyncedError",
             AppError::InvalidArgument(_) => "InvalidArgumentError",
+            AppError::Tables(_) => "TablesError",
             AppError::CheckFailed { kind, .. } => kind,
             AppError::Http(_) | AppError::Runtime(_) | AppError::Io { .. } | AppError::DemoTenant { .. } => {
                 "InternalError"

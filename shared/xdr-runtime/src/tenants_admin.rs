@@ -1,6 +1,8 @@
 //! `xdr-sync tenants ...`: the operator's tool for the tenant registry. A tenant is saved only
 //! after its credentials worked: Entra issued a token for it, the token names that tenant, and
-//! Graph let it read one record of each stream it will sync.
+//! Graph let it read one record of each stream it will sync. The tool also keeps the Athena
+//! tables' tenant list (`GLUE_DATABASE`) in step with the registry: Athena reads a tenant's
+//! `tenant=` folder only once its table lists that tenant.
 
 use std::sync::Arc;
 
@@ -35,12 +37,23 @@ pub struct TenantsAdmin {
     shared_secret: String,
     clients: AwsClients,
     registry: DynamoRegistry,
+    /// `GLUE_DATABASE`: the stack's Athena tables; `None`: not set, the tool leaves them alone.
+    #[cfg(feature = "glue")]
+    tables: Option<xdr_aws::GlueTables>,
+    /// This build has no Glue client (the Lambda build): the database named, if any.
+    #[cfg(not(feature = "glue"))]
+    tables: Option<String>,
 }
+
+/// The Athena tables, one per stream, named as the template names them.
+#[cfg(feature = "glue")]
+const TABLES: [&str; 2] = ["alerts", "incidents"];
+const NO_DATABASE: &str = "GLUE_DATABASE is not set (the stack's GlueDatabaseName output)";
 
 impl TenantsAdmin {
     /// From the functions' settings it needs (not the state table or the bucket):
-    /// `TENANTS_TABLE`, `CREDENTIALS_SECRET_ID`, `STREAMS`, `CLOUD` (or the base URLs), and the
-    /// SDK's region and credentials.
+    /// `TENANTS_TABLE`, `CREDENTIALS_SECRET_ID`, `STREAMS`, `CLOUD` (or the base URLs), the
+    /// SDK's region and credentials, and `GLUE_DATABASE` for the Athena tables.
     pub async fn from_env() -> Result<Self, AppError> {
         let env = |name: &str| std::env::var(name).ok();
         let config = SyncConfig::from_lookup(env, Utc::now())?;
@@ -55,7 +68,15 @@ impl TenantsAdmin {
         )?;
         let clients = AwsClients::from_env(false).await;
         let registry = DynamoRegistry::new(clients.dynamodb.clone(), table);
-        Ok(Self { config, shared_secret, clients, registry })
+        let database = settings.optional("GLUE_DATABASE");
+        #[cfg(feature = "glue")]
+        let tables = match database {
+            Some(database) => Some(xdr_aws::GlueTables::from_env(database).await),
+            None => None,
+        };
+        #[cfg(not(feature = "glue"))]
+        let tables = database;
+        Ok(Self { config, shared_secret, clients, registry, tables })
     }
 
     /// Checks the tenant's credentials against Entra and Graph, then registers it.
@@ -170,7 +191,94 @@ impl TenantsAdmin {
         }
         let enabled = entries.iter().filter(|entry| entry.enabled).count();
         text.push_str(&format!("{} tenants, {enabled} enabled.\n", entries.len()));
+        text.push_str(&self.tables_status(&entries).await);
         Ok(text)
+    }
+
+    /// Whether Athena reads every registered tenant: one line for `list`. A problem is reported,
+    /// not raised: the registry listed above is what was asked for.
+    #[cfg(feature = "glue")]
+    async fn tables_status(&self, entries: &[TenantEntry]) -> String {
+        let Some(tables) = &self.tables else {
+            return format!("Athena tables not checked: {NO_DATABASE}.\n");
+        };
+        let mut missing = Vec::new();
+        for table in TABLES {
+            match tables.listed(table).await {
+                Ok(listed) => {
+                    let absent = entries.iter().filter(|e| !listed.contains(&e.tenant_id)).count();
+                    if absent > 0 {
+                        missing.push(format!("{table} lacks {absent}"));
+                    }
+                }
+                Err(error) => return format!("Athena tables not checked: {error}.\n"),
+            }
+        }
+        if missing.is_empty() {
+            format!("Athena tables ({}): {} list every tenant.\n", tables.database(), TABLES.join(" and "))
+        } else {
+            format!(
+                "Athena tables ({}): {}; run `xdr-sync tenants sync-tables` (a stack update that changed a table resets its list).\n",
+                tables.database(),
+                missing.join(", ")
+            )
+        }
+    }
+
+    #[cfg(not(feature = "glue"))]
+    async fn tables_status(&self, _entries: &[TenantEntry]) -> String {
+        "Athena tables not checked: this build has no Glue client (use a local build of xdr-sync).\n".into()
+    }
+
+    /// Makes each Athena table list every registered tenant, enabled or not (a disabled
+    /// tenant's data stays queryable; a removed tenant's leaves Athena, not S3). `after_change`:
+    /// called after `add` or `remove` changed the registry, when an unset `GLUE_DATABASE` is a
+    /// warning rather than an error.
+    #[cfg(feature = "glue")]
+    pub async fn sync_tables(&self, after_change: bool) -> Result<String, AppError> {
+        let Some(tables) = &self.tables else {
+            return if after_change {
+                Ok(format!(
+                    "Athena tables not updated: {NO_DATABASE}; set it and run `xdr-sync tenants sync-tables`, or Athena will not read the tenant's data.\n"
+                ))
+            } else {
+                Err(AppError::InvalidArgument(format!(
+                    "{NO_DATABASE}; set it to the database of the stack's Athena tables"
+                )))
+            };
+        };
+        let failed = |error: xdr_aws::TablesError| {
+            AppError::Tables(if after_change {
+                format!(
+                    "the registry changed, but the Athena tables did not: {error}; run `xdr-sync tenants sync-tables` once that is fixed"
+                )
+            } else {
+                error.to_string()
+            })
+        };
+        let tenants: Vec<String> =
+            self.registry.list().await?.into_iter().map(|entry| entry.tenant_id).collect();
+        let mut outcomes = Vec::new();
+        for table in TABLES {
+            let outcome = tables.set(table, &tenants).await.map_err(failed)?;
+            outcomes.push(format!("{table} {}", if outcome.changed { "updated" } else { "already did" }));
+        }
+        Ok(format!(
+            "Athena tables ({}) list the {} registered tenants: {}.\n",
+            tables.database(),
+            tenants.len(),
+            outcomes.join(", ")
+        ))
+    }
+
+    #[cfg(not(feature = "glue"))]
+    pub async fn sync_tables(&self, after_change: bool) -> Result<String, AppError> {
+        let why = "this build has no Glue client (the Lambda build); run a local build of xdr-sync";
+        match (&self.tables, after_change) {
+            (None, true) => Ok(format!("Athena tables not updated: {NO_DATABASE}.\n")),
+            (Some(_), true) => Ok(format!("Athena tables not updated: {why} `tenants sync-tables`.\n")),
+            (_, false) => Err(AppError::InvalidArgument(format!("Athena tables not updated: {why}"))),
+        }
     }
 
     pub async fn set_enabled(&self, tenant: &str, enabled: bool) -> Result<String, AppError> {
@@ -200,6 +308,6 @@ impl TenantsAdmin {
             return Ok(format!("{what}\nNothing changed; run again with --yes to remove it.\n"));
         }
         self.registry.remove(&tenant).await?;
-        Ok(format!("Removed. {what}\n"))
+        Ok(format!("Removed. {what} Athena no longer reads its data once the tables are updated.\n"))
     }
 }
