@@ -208,7 +208,7 @@ impl TenantsAdmin {
                 Ok(listed) => {
                     let absent = entries.iter().filter(|e| !listed.contains(&e.tenant_id)).count();
                     if absent > 0 {
-                        missing.push(format!("{table} lacks {absent}"));
+                        missing.push(format!("{table} lacks {absent} registered tenants"));
                     }
                 }
                 Err(error) => return format!("Athena tables not checked: {error}.\n"),
