@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from template_policy import INVENTORY, statements, template
+from template_policy import INVENTORY, Resolver, statements, template
 
 NAMES = {
     "bucket": "xdr-lake-bucket",
@@ -318,6 +318,34 @@ def test_the_fan_out_runs_only_in_a_registry_driven_stack_and_replaces_the_singl
     assert task["Catch"][0]["ErrorEquals"] == ["States.ALL"]
     assert task["Parameters"]["Payload"] == {"tenant.$": "$.tenant"}
     assert states["ListTenants"]["Parameters"]["Payload"] == {"fan_out": "list"}
-    assert states["Report"]["Parameters"]["Payload"] == {"fan_out": "report", "runs.$": "$.runs"}
+    assert states["Report"]["Parameters"]["Payload"] == {"fan_out": "report", "results.$": "$.map.ResultWriterDetails"}
+    assert each["ResultPath"] == "$.map"
     alarm = resources["StaleTenantsAlarm"]["Properties"]
     assert alarm["MetricName"] == "StaleTenants" and alarm["TreatMissingData"] == "breaching"
+
+
+def test_the_fan_outs_results_go_where_the_report_reads_them_and_nowhere_else():
+    """The Map writes its tenants' results to S3 (a state holds 256 KB): under the control
+    prefix of the function's bucket, which the sync reads (and its report checks), with the
+    writer permissions Step Functions documents, for that prefix only; kept 7 days."""
+    doc = template()
+    resources = doc["Resources"]
+    each = resources["FanOutStateMachine"]["Properties"]["Definition"]["States"]["SyncEachTenant"]
+    writer = Resolver(doc, NAMES, {"Tenancy": "registry"})(each["ResultWriter"])
+    control = doc["Globals"]["Function"]["Environment"]["Variables"]["CONTROL_PREFIX"]
+    assert writer["Resource"] == "arn:aws:states:::s3:putObject"
+    assert writer["Parameters"] == {"Bucket": NAMES["bucket"], "Prefix": f"{control}/fan-out"}
+    key = f"{control}/fan-out/3f2a/SUCCEEDED_0.json"
+    role = Resolver(doc, NAMES, {"Tenancy": "registry"})([
+        statement
+        for statement in resources["FanOutRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        if isinstance(statement, dict) and statement.get("Sid") not in ("InvokeSync",)
+    ])
+    for action in ["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"]:
+        assert granted(role, action, f"arn:aws:s3:::{NAMES['bucket']}/{key}"), action
+        assert not granted(role, action, f"arn:aws:s3:::{NAMES['bucket']}/defender-xdr/alerts/dt=2026-11-28/x.gz"), action
+    sync = statements(doc, "SyncFunction", NAMES, {"Tenancy": "registry"}, {})
+    assert granted(sync, "s3:GetObject", f"arn:aws:s3:::{NAMES['bucket']}/{key}")
+    rules = {r["Id"]: r for r in resources["OutputBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-fan-out-results"]["Prefix"] == f"{control}/fan-out/"
+    assert rules["expire-fan-out-results"]["ExpirationInDays"] <= 7

@@ -40,7 +40,7 @@ pub struct TenantRun {
 }
 
 impl TenantRun {
-    /// The element the state machine's Map hands the report: the answer, or the caught error.
+    /// A child execution's output in the state machine's Map: the answer, or the caught error.
     pub fn as_map_result(&self) -> Value {
         match &self.outcome {
             // What the template's Map keeps of an answer (its ResultSelector).
@@ -321,9 +321,78 @@ impl FleetDeployment {
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        let results: Vec<Value> = runs.iter().map(TenantRun::as_map_result).collect();
-        let report = self.api.invoke(&json!({"fan_out": "report", "runs": results}), timeout).await;
+        let results = self.write_map_results(&runs).await;
+        let report = self.api.invoke(&json!({"fan_out": "report", "results": results}), timeout).await;
         (runs.into_iter().map(|run| (run.tenant.clone(), run)).collect(), report)
+    }
+
+    /// What the template's Map does with its children's results (`ResultWriter`): one JSON
+    /// file per status of execution records under `<prefix>/<map run>/`, a `manifest.json`
+    /// listing them, and `ResultWriterDetails` as its output. A child that answered or whose
+    /// error its Catch took succeeded, with its output as JSON text; one that timed out (no
+    /// answer: an Express child's 5 minutes) failed, with no output.
+    async fn write_map_results(&self, runs: &[TenantRun]) -> Value {
+        let map_run = format!("{:016x}-{:08x}", fastrand::u64(..), fastrand::u32(..));
+        let folder = format!("defender-xdr/control/fan-out/{map_run}");
+        let machine = "arn:aws:states:us-east-1:123456789012:stateMachine:xdr-fan-out/SyncEachTenant";
+        let (mut succeeded, mut failed) = (Vec::new(), Vec::new());
+        for (n, run) in runs.iter().enumerate() {
+            let mut record = json!({
+                "ExecutionArn": format!("arn:aws:states:us-east-1:123456789012:express:xdr-fan-out/SyncEachTenant:{map_run}:{n}"),
+                "Input": json!({"tenant": run.tenant}).to_string(),
+                "InputDetails": {"Included": true},
+                "Name": format!("{map_run}:{n}"),
+                "RedriveCount": 0,
+                "RedriveStatus": "NOT_REDRIVABLE",
+                "StateMachineArn": machine,
+            });
+            if matches!(run.outcome, Outcome::NoAnswer) {
+                record["Status"] = json!("TIMED_OUT");
+                record["Error"] = json!("States.Timeout");
+                record["Cause"] = json!("The execution timed out.");
+                failed.push(record);
+            } else {
+                record["Status"] = json!("SUCCEEDED");
+                record["Output"] = json!(run.as_map_result().to_string());
+                record["OutputDetails"] = json!({"Included": true});
+                succeeded.push(record);
+            }
+        }
+        let mut files = serde_json::Map::new();
+        for (status, records) in [("SUCCEEDED", succeeded), ("FAILED", failed), ("PENDING", Vec::new())] {
+            let mut listed = Vec::new();
+            if !records.is_empty() {
+                let key = format!("{folder}/{status}_0.json");
+                let body = serde_json::to_vec(&records).expect("records");
+                listed.push(json!({"Key": key, "Size": body.len()}));
+                self.aws
+                    .s3
+                    .put_object()
+                    .bucket(&self.aws.bucket)
+                    .key(&key)
+                    .body(body.into())
+                    .send()
+                    .await
+                    .expect("result file");
+            }
+            files.insert(status.into(), Value::Array(listed));
+        }
+        let manifest_key = format!("{folder}/manifest.json");
+        let manifest = json!({
+            "DestinationBucket": self.aws.bucket,
+            "MapRunArn": format!("arn:aws:states:us-east-1:123456789012:mapRun:xdr-fan-out/SyncEachTenant:{map_run}"),
+            "ResultFiles": files,
+        });
+        self.aws
+            .s3
+            .put_object()
+            .bucket(&self.aws.bucket)
+            .key(&manifest_key)
+            .body(manifest.to_string().into_bytes().into())
+            .send()
+            .await
+            .expect("manifest");
+        json!({"Bucket": self.aws.bucket, "Key": manifest_key})
     }
 
     /// Everything every sandbox printed so far.

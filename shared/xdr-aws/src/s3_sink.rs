@@ -20,6 +20,10 @@ impl S3Sink {
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
         Self { client, bucket: bucket.into() }
     }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
 }
 
 impl ObjectSink for S3Sink {

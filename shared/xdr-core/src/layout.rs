@@ -124,6 +124,12 @@ impl OutputLayout {
         &self.control_prefix
     }
 
+    /// Where a registry-driven stack's fan-out writes its tenants' results (the template's
+    /// Map `ResultWriter`), under the control prefix: `<control>/fan-out/`.
+    pub fn fan_out_results_prefix(&self) -> String {
+        format!("{}/fan-out/", self.control_prefix)
+    }
+
     /// The live sync's marker for a tenant (by its GUID): which state it syncs with.
     pub fn tenant_marker_key(&self, tenant: &str) -> String {
         let safe: String =

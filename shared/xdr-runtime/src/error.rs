@@ -41,6 +41,9 @@ pub enum AppError {
     /// The Athena tables' tenant list could not be read or brought in step with the registry.
     #[error("{0}")]
     Tables(String),
+    /// The fan-out's results (its Map's result files in S3) could not be read.
+    #[error("the fan-out's results: {0}")]
+    FanOutResults(String),
 }
 
 impl AppError {
@@ -55,6 +58,7 @@ impl AppError {
             AppError::TenantNotSynced(_) => "TenantNotSyncedError",
             AppError::InvalidArgument(_) => "InvalidArgumentError",
             AppError::Tables(_) => "TablesError",
+            AppError::FanOutResults(_) => "FanOutResultsError",
             AppError::CheckFailed { kind, .. } => kind,
             AppError::Http(_) | AppError::Runtime(_) | AppError::Io { .. } | AppError::DemoTenant { .. } => {
                 "InternalError"

@@ -79,6 +79,10 @@ struct RegistryTenants {
 /// gets a new one).
 type TenantSession = (Option<String>, Arc<Graph>);
 
+/// Stale tenants the report's answer lists (at most 300 characters of reasons each); the log
+/// lists them all.
+const MAX_STALE_LISTED: usize = 200;
+
 /// Sessions kept per container; past that the oldest are dropped (a token is cheap to ask for).
 const MAX_SESSIONS: usize = 256;
 
@@ -251,7 +255,8 @@ impl AwsPorts {
             return match step.as_str() {
                 Some("list") => self.list_tenants(tenants).await,
                 Some("report") => {
-                    self.report(tenants, event.payload.get("runs").unwrap_or(&Value::Null)).await
+                    let runs = self.fan_out_runs(&event.payload).await?;
+                    self.report(tenants, &runs).await
                 }
                 _ => Err(AppError::InvalidEvent(format!("`fan_out` is {step}; use \"list\" or \"report\""))),
             };
@@ -306,6 +311,37 @@ impl AwsPorts {
         Ok(json!({"count": listed.len(), "tenants": listed}))
     }
 
+    /// The fan-out's runs: inline (`runs`: a Map's results in the state) or where the template's
+    /// Map wrote them (`results`: its `ResultWriterDetails`), read from S3.
+    async fn fan_out_runs(&self, payload: &Value) -> Result<Value, AppError> {
+        if let Some(runs) = payload.get("runs") {
+            return Ok(runs.clone());
+        }
+        let Some(results) = payload.get("results") else {
+            return Err(AppError::InvalidEvent(
+                "`\"fan_out\": \"report\"` takes `runs` (the Map's results) or `results` (where its ResultWriter put them)".into(),
+            ));
+        };
+        let prefix = self.config.engine.layout.fan_out_results_prefix();
+        let location = crate::tenant_report::results_location(results, self.sink.bucket(), &prefix)?;
+        let manifest = self.read_results(&location.manifest).await?;
+        let mut runs = Vec::new();
+        for key in crate::tenant_report::manifest_files(&manifest, &prefix)? {
+            runs.extend(crate::tenant_report::runs_in_results(&self.read_results(&key).await?)?);
+        }
+        Ok(Value::Array(runs))
+    }
+
+    async fn read_results(&self, key: &str) -> Result<Vec<u8>, AppError> {
+        match xdr_core::ObjectSink::read(&self.sink, key).await {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => {
+                Err(AppError::FanOutResults(format!("s3://{}/{key} does not exist", self.sink.bucket())))
+            }
+            Err(error) => Err(AppError::FanOutResults(error.to_string())),
+        }
+    }
+
     /// The fan-out's last step: which registered tenants are stale, as one metric and a list.
     async fn report(&self, tenants: &RegistryTenants, runs: &Value) -> Result<Value, AppError> {
         let entries = tenants.registry.list().await?;
@@ -324,7 +360,16 @@ impl AwsPorts {
             stale_tenants = %listed.join(", "),
             "Tenant report."
         );
-        Ok(to_value(&report))
+        // The answer stays within a state's 256 KB however many tenants are stale (the log
+        // lines above list every one).
+        let mut answer = to_value(&report);
+        if let Some(listed) = answer.get_mut("stale_tenants").and_then(Value::as_array_mut)
+            && listed.len() > MAX_STALE_LISTED
+        {
+            listed.truncate(MAX_STALE_LISTED);
+            answer["stale_tenants_not_listed"] = json!(report.stale - MAX_STALE_LISTED);
+        }
+        Ok(answer)
     }
 
     /// `xdr-backfill`: one invocation for `{"start": ..., "end": ..., "stream": ...}` (and, in a

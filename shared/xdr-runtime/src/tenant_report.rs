@@ -8,6 +8,12 @@
 //! `health`, so the results of hundreds of tenants stay within a state's 256 KB) and
 //! `{"tenant": "<guid>", "failure": {"Error": "<type>", "Cause": "<Lambda's error JSON>"}}` for
 //! a failed invocation.
+//!
+//! The template's Map writes those results to S3 (its `ResultWriter`), and the report is handed
+//! where (`ResultWriterDetails`: the bucket and the key of the map run's `manifest.json`), so
+//! no state holds them all. `manifest_files` and `runs_in_results` read what Step Functions
+//! wrote there: the manifest lists result files by status, and each file holds the child
+//! executions, each with its `Input` and, when it succeeded, its `Output` (JSON text).
 
 use std::collections::BTreeMap;
 
@@ -159,9 +165,152 @@ pub fn report(
     Ok(TenantReport { tenants: enabled.len(), runs: ran, stale: stale_tenants.len(), stale_tenants })
 }
 
+/// Where the Map wrote the fan-out's results: `ResultWriterDetails`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultsLocation {
+    pub bucket: String,
+    pub manifest: String,
+}
+
+/// The report event's `results` (the Map's `ResultWriterDetails`), checked to be in the
+/// function's own bucket under the fan-out's prefix: the report reads only what the state
+/// machine wrote.
+pub fn results_location(results: &Value, bucket: &str, prefix: &str) -> Result<ResultsLocation, AppError> {
+    let field = |name: &str| results.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let location = ResultsLocation { bucket: field("Bucket"), manifest: field("Key") };
+    if location.bucket != bucket {
+        return Err(AppError::InvalidEvent(format!(
+            "`results.Bucket` is `{}`; the fan-out writes its results to OUTPUT_BUCKET `{bucket}`",
+            location.bucket
+        )));
+    }
+    if !location.manifest.starts_with(prefix) || !location.manifest.ends_with("/manifest.json") {
+        return Err(AppError::InvalidEvent(format!(
+            "`results.Key` is `{}`; the fan-out's manifest is `{prefix}<map run>/manifest.json`",
+            location.manifest
+        )));
+    }
+    Ok(location)
+}
+
+/// The result files a map run's manifest lists: those of the child executions that succeeded
+/// and that failed. Pending ones never ran; the report finds their tenants not run.
+pub fn manifest_files(manifest: &[u8], prefix: &str) -> Result<Vec<String>, AppError> {
+    let manifest: Value = serde_json::from_slice(manifest)
+        .map_err(|error| AppError::FanOutResults(format!("the map run's manifest is not JSON: {error}")))?;
+    let files = manifest
+        .get("ResultFiles")
+        .ok_or_else(|| AppError::FanOutResults("the map run's manifest has no `ResultFiles`".into()))?;
+    let mut keys = Vec::new();
+    for status in ["SUCCEEDED", "FAILED"] {
+        for file in files.get(status).and_then(Value::as_array).into_iter().flatten() {
+            let key = file.get("Key").and_then(Value::as_str).unwrap_or_default();
+            if !key.starts_with(prefix) {
+                return Err(AppError::FanOutResults(format!(
+                    "the manifest lists `{key}`, outside the fan-out's prefix `{prefix}`"
+                )));
+            }
+            keys.push(key.to_owned());
+        }
+    }
+    Ok(keys)
+}
+
+/// The runs one result file holds, in the shape the report takes (`{"tenant", "answer"}` or
+/// `{"tenant", "failure"}`). A JSON array of execution records (or JSON Lines of them), each
+/// with its `Output` as JSON text (or, with a `COMPACT` writer, the output itself); a failed
+/// child execution has no output: its tenant comes from its `Input`, and its `Error` and
+/// `Cause` are the failure.
+pub fn runs_in_results(file: &[u8]) -> Result<Vec<Value>, AppError> {
+    let records: Vec<Value> = match serde_json::from_slice::<Value>(file) {
+        Ok(Value::Array(records)) => records,
+        Ok(other) => vec![other],
+        Err(_) => file
+            .split(|byte| *byte == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .map(serde_json::from_slice)
+            .collect::<Result<_, _>>()
+            .map_err(|error| {
+                AppError::FanOutResults(format!("a result file is neither JSON nor JSON Lines: {error}"))
+            })?,
+    };
+    let text_or_value = |value: Option<&Value>| match value {
+        Some(Value::String(text)) => serde_json::from_str::<Value>(text).ok(),
+        Some(value @ Value::Object(_)) => Some(value.clone()),
+        _ => None,
+    };
+    let mut runs = Vec::with_capacity(records.len());
+    for record in records {
+        if record.get("tenant").is_some() {
+            runs.push(record); // COMPACT: the child's output itself
+        } else if let Some(output) = text_or_value(record.get("Output")).filter(|o| o.get("tenant").is_some())
+        {
+            runs.push(output);
+        } else if let Some(input) = text_or_value(record.get("Input")) {
+            let text = |name: &str| record.get(name).and_then(Value::as_str).unwrap_or_default();
+            let error = if text("Error").is_empty() { "States.ExecutionFailed" } else { text("Error") };
+            runs.push(
+                json!({"tenant": input.get("tenant"), "failure": {"Error": error, "Cause": text("Cause")}}),
+            );
+        }
+    }
+    Ok(runs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_map_runs_results_are_read_as_step_functions_writes_them() {
+        let prefix = "defender-xdr/control/fan-out/";
+        let results = json!({"Bucket": "lake", "Key": "defender-xdr/control/fan-out/3f2a/manifest.json"});
+        let location = results_location(&results, "lake", prefix).unwrap();
+        assert_eq!(location.manifest, "defender-xdr/control/fan-out/3f2a/manifest.json");
+        assert!(results_location(&results, "other", prefix).is_err());
+        let elsewhere = json!({"Bucket": "lake", "Key": "defender-xdr/alerts/manifest.json"});
+        assert!(results_location(&elsewhere, "lake", prefix).is_err());
+
+        let manifest = json!({
+            "DestinationBucket": "lake",
+            "MapRunArn": "arn:aws:states:us-east-1:123456789012:mapRun:xdr-fan-out/SyncEachTenant:3f2a",
+            "ResultFiles": {
+                "FAILED": [{"Key": "defender-xdr/control/fan-out/3f2a/FAILED_0.json", "Size": 10}],
+                "PENDING": [{"Key": "defender-xdr/control/fan-out/3f2a/PENDING_0.json", "Size": 10}],
+                "SUCCEEDED": [{"Key": "defender-xdr/control/fan-out/3f2a/SUCCEEDED_0.json", "Size": 10}]
+            }
+        });
+        let keys = manifest_files(manifest.to_string().as_bytes(), prefix).unwrap();
+        assert_eq!(
+            keys,
+            [
+                "defender-xdr/control/fan-out/3f2a/SUCCEEDED_0.json",
+                "defender-xdr/control/fan-out/3f2a/FAILED_0.json"
+            ]
+        );
+        let outside = manifest.to_string().replace("3f2a/FAILED", "../../alerts/FAILED");
+        assert!(manifest_files(outside.as_bytes(), "defender-xdr/control/fan-out/3f2a/").is_err());
+
+        let answered = json!({"tenant": "a", "answer": {"health": {"alerts": {"covered_until": "2026-11-28T05:59:00Z"}}}});
+        let caught = json!({"tenant": "b", "failure": {"Error": "CredentialsError", "Cause": "{}"}});
+        let succeeded = json!([
+            {"ExecutionArn": "arn:1", "Input": "{\"tenant\":\"a\"}", "Output": answered.to_string(), "Status": "SUCCEEDED"},
+            {"ExecutionArn": "arn:2", "Input": "{\"tenant\":\"b\"}", "Output": caught.to_string(), "Status": "SUCCEEDED"}
+        ]);
+        let failed = json!([{"ExecutionArn": "arn:3", "Input": "{\"tenant\":\"c\"}", "Status": "TIMED_OUT", "Error": "States.Timeout", "Cause": "The execution timed out."}]);
+        let mut runs = runs_in_results(succeeded.to_string().as_bytes()).unwrap();
+        runs.extend(runs_in_results(failed.to_string().as_bytes()).unwrap());
+        assert_eq!(runs[0], answered);
+        assert_eq!(runs[1], caught);
+        assert_eq!(
+            runs[2],
+            json!({"tenant": "c", "failure": {"Error": "States.Timeout", "Cause": "The execution timed out."}})
+        );
+        // JSON Lines, and COMPACT records, read the same.
+        let lines = format!("{answered}\n{caught}\n");
+        assert_eq!(runs_in_results(lines.as_bytes()).unwrap(), vec![answered, caught]);
+        assert!(runs_in_results(b"not json").is_err());
+    }
 
     fn now() -> DateTime<Utc> {
         parse_instant("2026-11-28T06:00:00Z").unwrap()
