@@ -31,7 +31,8 @@ fn build(release: bool) -> HashMap<String, PathBuf> {
     let mut command = Command::new(cargo);
     command.args(["build", "--quiet", "--message-format=json", "-p", "xdr-sync", "-p", "xdr-backfill"]);
     if release {
-        command.arg("--release");
+        // As the Lambda build makes them: without the local-only features (the demo, Glue).
+        command.args(["--release", "--no-default-features"]);
     }
     let output = command
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))

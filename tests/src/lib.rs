@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod aws_fault_proxy;
+pub mod bench;
 pub mod deployment;
 pub mod fleet;
 pub mod function;
