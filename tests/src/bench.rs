@@ -1,5 +1,8 @@
 //! What the benchmarks measure of their output, shared by them.
 
+use serde_json::Value;
+use xdr_simulator::Simulator;
+
 use crate::aws::Aws;
 
 /// Data objects and their bytes in the bucket, and what `gzip -6` makes of the same objects' NDJSON (if
@@ -40,4 +43,53 @@ pub fn gzip_level_6(data: &[u8]) -> Option<u64> {
     let output = child.wait_with_output().ok()?;
     writer.join().ok()?.ok()?;
     Some(output.stdout.len() as u64)
+}
+
+/// A token from the simulated Entra, as a plain client asks for it (the baselines' first request).
+pub async fn token(http: &reqwest::Client, sim: &Simulator) -> String {
+    let body = http
+        .post(format!("{}/{}/oauth2/v2.0/token", sim.base_url(), sim.tenant_id()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &sim.client_id()),
+            ("client_secret", &sim.client_secret()),
+            ("scope", &format!("{}/.default", sim.base_url())),
+        ])
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("token")
+        .bytes()
+        .await
+        .expect("token body");
+    let token: Value = serde_json::from_slice(&body).expect("token JSON");
+    token["access_token"].as_str().expect("access_token").to_owned()
+}
+
+/// The variables a benchmark's function gets: the stand-in, the simulated tenant, where its
+/// history starts, the page size; `BENCH_FUNCTION_ENV="NAME=value,..."` adds more.
+pub fn function_env(
+    aws: &Aws,
+    sim: &Simulator,
+    backfill_start: chrono::DateTime<chrono::Utc>,
+    page_size: usize,
+) -> Vec<(String, String)> {
+    let mut env = aws.function_env();
+    for (key, value) in [
+        ("TENANT_ID", sim.tenant_id()),
+        ("LOGIN_BASE_URL", sim.base_url().to_owned()),
+        ("GRAPH_BASE_URL", sim.base_url().to_owned()),
+        ("BACKFILL_START", backfill_start.to_rfc3339()),
+        ("PAGE_SIZE", page_size.to_string()),
+        ("RUST_LOG", "warn".into()),
+    ] {
+        env.push((key.to_owned(), value));
+    }
+    // BENCH_FUNCTION_ENV="NAME=value,NAME=value": more variables for the function.
+    if let Ok(extra) = std::env::var("BENCH_FUNCTION_ENV") {
+        for (key, value) in extra.split(',').filter_map(|pair| pair.split_once('=')) {
+            env.push((key.to_owned(), value.to_owned()));
+        }
+    }
+    env
 }

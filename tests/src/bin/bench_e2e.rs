@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
 use xdr_simulator::{GraphMode, SimOptions, SimTenant, Simulator};
 use xdr_tests::aws::Aws;
 use xdr_tests::function::{FunctionProcess, release_binary};
@@ -68,7 +68,7 @@ async fn main() {
         sim.options(|o| o.graph = GraphMode::Strict.behaviour());
         let aws = Aws::fresh(&secret).await;
         let api = RuntimeApi::start().await;
-        let env = function_env(&aws, &sim, backfill_start);
+        let env = xdr_tests::bench::function_env(&aws, &sim, backfill_start, PAGE_SIZE);
         let process = FunctionProcess::start_binary(&binary, "xdr-sync", &api, &env);
         let before = sim.requests().len();
         // BENCH_PROFILE=<file>: a `perf` profile of the function during the invocation.
@@ -176,27 +176,6 @@ async fn main() {
     );
 }
 
-fn function_env(aws: &Aws, sim: &Simulator, backfill_start: chrono::DateTime<Utc>) -> Vec<(String, String)> {
-    let mut env = aws.function_env();
-    for (key, value) in [
-        ("TENANT_ID", sim.tenant_id()),
-        ("LOGIN_BASE_URL", sim.base_url().to_owned()),
-        ("GRAPH_BASE_URL", sim.base_url().to_owned()),
-        ("BACKFILL_START", backfill_start.to_rfc3339()),
-        ("PAGE_SIZE", PAGE_SIZE.to_string()),
-        ("RUST_LOG", "warn".into()),
-    ] {
-        env.push((key.to_owned(), value));
-    }
-    // BENCH_FUNCTION_ENV="NAME=value,NAME=value": more variables for the function.
-    if let Ok(extra) = std::env::var("BENCH_FUNCTION_ENV") {
-        for (key, value) in extra.split(',').filter_map(|pair| pair.split_once('=')) {
-            env.push((key.to_owned(), value.to_owned()));
-        }
-    }
-    env
-}
-
 /// What the raw fetch reads of a page: how many alerts, and where the next page is.
 #[derive(serde::Deserialize)]
 struct RawPage {
@@ -210,23 +189,7 @@ async fn raw_fetch(sim: &Simulator, latency_ms: u64, listed: u64) -> Row {
     let http = reqwest::Client::new();
     let before = sim.requests().len();
     let clock = Instant::now();
-    let token = http
-        .post(format!("{}/{}/oauth2/v2.0/token", sim.base_url(), sim.tenant_id()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &sim.client_id()),
-            ("client_secret", &sim.client_secret()),
-            ("scope", &format!("{}/.default", sim.base_url())),
-        ])
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .expect("token")
-        .bytes()
-        .await
-        .expect("token body");
-    let token: Value = serde_json::from_slice(&token).expect("token JSON");
-    let token = token["access_token"].as_str().expect("access_token").to_owned();
+    let token = xdr_tests::bench::token(&http, sim).await;
     let mut url = format!("{}/v1.0/security/alerts_v2?$top={PAGE_SIZE}", sim.base_url());
     let mut received = 0u64;
     loop {
@@ -272,7 +235,7 @@ async fn cold_starts(
     secret: &str,
 ) -> Vec<f64> {
     let aws = Aws::fresh(secret).await;
-    let env = function_env(&aws, sim, backfill_start);
+    let env = xdr_tests::bench::function_env(&aws, sim, backfill_start, PAGE_SIZE);
     let mut times = Vec::new();
     for _ in 0..COLD_STARTS {
         let api = RuntimeApi::start().await;

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
 use xdr_core::query::Query;
 use xdr_simulator::{GraphMode, SimOptions, SimTenant, Simulator};
 use xdr_tests::aws::Aws;
@@ -141,26 +141,6 @@ fn oracle_slices(sim: &Simulator) -> Vec<(DateTime<Utc>, DateTime<Utc>, usize)> 
     slices
 }
 
-async fn token(http: &reqwest::Client, sim: &Simulator) -> String {
-    let body = http
-        .post(format!("{}/{}/oauth2/v2.0/token", sim.base_url(), sim.tenant_id()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &sim.client_id()),
-            ("client_secret", &sim.client_secret()),
-            ("scope", &format!("{}/.default", sim.base_url())),
-        ])
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .expect("token")
-        .bytes()
-        .await
-        .expect("token body");
-    let token: Value = serde_json::from_slice(&body).expect("token JSON");
-    token["access_token"].as_str().expect("access_token").to_owned()
-}
-
 #[derive(serde::Deserialize)]
 struct Page {
     value: Vec<serde::de::IgnoredAny>,
@@ -177,7 +157,7 @@ async fn sequential(
     let http = reqwest::Client::new();
     let before = sim.requests().len();
     let clock = Instant::now();
-    let token = token(&http, sim).await;
+    let token = xdr_tests::bench::token(&http, sim).await;
     let mut received = 0usize;
     for (from, to, count) in slices {
         let filter = Query::slice(*from, *to, PAGE_SIZE as u32).filter();
@@ -240,24 +220,9 @@ async fn run_function(
     let aws = Aws::fresh(secret).await;
     let proxy = AwsFaultProxy::start(&aws.endpoint).await;
     proxy.model_region_latency();
-    let mut env = aws.function_env();
+    let mut env = xdr_tests::bench::function_env(&aws, sim, start, PAGE_SIZE);
     env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
-    for (key, value) in [
-        ("AWS_ENDPOINT_URL", proxy.endpoint.clone()),
-        ("TENANT_ID", sim.tenant_id()),
-        ("LOGIN_BASE_URL", sim.base_url().to_owned()),
-        ("GRAPH_BASE_URL", sim.base_url().to_owned()),
-        ("BACKFILL_START", start.to_rfc3339()),
-        ("PAGE_SIZE", PAGE_SIZE.to_string()),
-        ("RUST_LOG", "warn".into()),
-    ] {
-        env.push((key.to_owned(), value));
-    }
-    if let Ok(extra) = std::env::var("BENCH_FUNCTION_ENV") {
-        for (key, value) in extra.split(',').filter_map(|pair| pair.split_once('=')) {
-            env.push((key.to_owned(), value.to_owned()));
-        }
-    }
+    env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint.clone()));
     let name = match shape.function {
         Function::Sync => "xdr-sync",
         Function::Backfill => "xdr-backfill",
