@@ -93,3 +93,18 @@ pub fn function_env(
     }
     env
 }
+
+/// Lambda's published prices (us-east-1, arm64) and CPU allocation: the cost models' inputs.
+pub const PRICE_PER_GB_SECOND: f64 = 0.000_013_333_4;
+pub const PRICE_PER_REQUEST: f64 = 0.20 / 1_000_000.0;
+/// Lambda gives a function one full vCPU at 1,769 MB and CPU in proportion to memory below it.
+pub const MB_PER_VCPU: f64 = 1769.0;
+
+/// A run's billed seconds at `memory_mb`, from its measured wall time and CPU seconds on a full
+/// core: the run waits on Graph and AWS for the wall time less its CPU, and its CPU work takes
+/// longer on a fraction of a vCPU. A model, not a measurement on Lambda.
+pub fn lambda_seconds(wall: f64, cpu: f64, memory_mb: f64) -> f64 {
+    let vcpu = (memory_mb / MB_PER_VCPU).min(1.0);
+    let cpu = cpu.min(wall);
+    (wall - cpu) + cpu / vcpu
+}

@@ -67,6 +67,8 @@ struct Row {
     gzip6_megabytes: Option<f64>,
     versions: u64,
     invocations: usize,
+    /// A sync's next run with nothing new (the warm container again): wall and CPU seconds.
+    idle: Option<(f64, f64)>,
 }
 
 #[tokio::main]
@@ -204,6 +206,7 @@ async fn sequential(
         gzip6_megabytes: None,
         versions: received as u64,
         invocations: 0,
+        idle: None,
     }
 }
 
@@ -256,6 +259,16 @@ async fn run_function(
     let requests = sim.requests();
     let calls = proxy.calls();
     let (objects, bytes, gzip6) = xdr_tests::bench::objects_and_bytes(&aws).await;
+    // The next scheduled run, with nothing new: what every interval costs at least.
+    let idle = if shape.function == Function::Sync {
+        let cpu_before = process.cpu_seconds();
+        let clock = Instant::now();
+        let outcome = api.invoke(&json!({}), Duration::from_secs(900)).await;
+        assert!(matches!(outcome, Outcome::Response(_)), "the idle run failed: {outcome:?}");
+        Some((clock.elapsed().as_secs_f64(), process.cpu_seconds() - cpu_before))
+    } else {
+        None
+    };
     Row {
         shape: shape.name,
         latency_ms,
@@ -272,6 +285,7 @@ async fn run_function(
         gzip6_megabytes: gzip6.map(|b| b as f64 / 1e6),
         versions,
         invocations,
+        idle,
     }
 }
 
@@ -331,9 +345,89 @@ fn print_table(rows: &[Row], lower_bounds: &BTreeMap<&'static str, (usize, usize
             row.wall / if baseline > 0.0 { baseline } else { f64::MIN_POSITIVE },
         );
     }
+    print_bill(rows);
     for (shape, (listed, pages, slices)) in lower_bounds {
         println!(
             "{shape}: {listed} alerts listed; lower bound ceil({listed} / {PAGE_SIZE}) = {pages} Graph requests (+ 1 token request); the sequential reader's oracle slices: {slices}"
+        );
+    }
+}
+
+/// The bill, modelled from the measured runs with Lambda's published arm64 price and CPU in
+/// proportion to memory (`xdr_tests::bench::lambda_seconds`): GB-seconds per 100k alerts for
+/// each sync shape and latency, and for an idle run; then a month of a 5-minute schedule for
+/// 10k, 100k and 1M alerts a day, from the 30-day backlog at 300 ms per page (each alert costs
+/// what it cost there; every run costs at least an idle run).
+fn print_bill(rows: &[Row]) {
+    use xdr_tests::bench::{PRICE_PER_GB_SECOND, PRICE_PER_REQUEST, lambda_seconds};
+    const MEMORY: [f64; 4] = [128.0, 256.0, 512.0, 1024.0];
+    let synced: Vec<&Row> = rows.iter().filter(|row| row.what == "xdr-sync").collect();
+    if synced.is_empty() {
+        return;
+    }
+    println!(
+        "\nThe bill, modelled from these measurements with Lambda's published arm64 price (${PRICE_PER_GB_SECOND}/GB-s, $0.20 per million requests) and CPU in proportion to memory (1,769 MB = 1 vCPU):"
+    );
+    println!(
+        "{:<10} | {:>7} | {:<22} | {:>12} | {:>12} | {:>12} | {:>12}",
+        "shape", "latency", "GB-s", "128 MB", "256 MB", "512 MB", "1024 MB"
+    );
+    for row in &synced {
+        let cpu = row.cpu.unwrap_or(0.0);
+        let per_100k = |memory: f64| {
+            lambda_seconds(row.wall, cpu, memory) * memory / 1024.0 * 100_000.0 / row.versions.max(1) as f64
+        };
+        println!(
+            "{:<10} | {:>5}ms | {:<22} | {:>12.2} | {:>12.2} | {:>12.2} | {:>12.2}",
+            row.shape,
+            row.latency_ms,
+            "per 100k alerts",
+            per_100k(MEMORY[0]),
+            per_100k(MEMORY[1]),
+            per_100k(MEMORY[2]),
+            per_100k(MEMORY[3])
+        );
+        if let Some((wall, cpu)) = row.idle {
+            let idle = |memory: f64| lambda_seconds(wall, cpu, memory) * memory / 1024.0;
+            println!(
+                "{:<10} | {:>5}ms | {:<22} | {:>12.4} | {:>12.4} | {:>12.4} | {:>12.4}",
+                row.shape,
+                row.latency_ms,
+                format!("idle run ({wall:.2} s)"),
+                idle(MEMORY[0]),
+                idle(MEMORY[1]),
+                idle(MEMORY[2]),
+                idle(MEMORY[3])
+            );
+        }
+    }
+    let Some(model) = synced.iter().rev().find(|row| row.shape == "month").or(synced.last()) else { return };
+    let Some((idle_wall, idle_cpu)) = model.idle else { return };
+    let runs = 30.0 * 24.0 * 12.0;
+    println!(
+        "\nA month of runs every 5 minutes ({runs:.0} runs), from `{}` at {} ms per page: dollars of Lambda (GB-s and requests)",
+        model.shape, model.latency_ms
+    );
+    println!(
+        "{:>16} | {:>10} | {:>10} | {:>10} | {:>10}",
+        "alerts a day", "128 MB", "256 MB", "512 MB", "1024 MB"
+    );
+    for per_day in [10_000.0, 100_000.0, 1_000_000.0] {
+        let cost = |memory: f64| {
+            let idle = lambda_seconds(idle_wall, idle_cpu, memory) * memory / 1024.0;
+            let work = lambda_seconds(model.wall, model.cpu.unwrap_or(0.0), memory) * memory
+                / 1024.0
+                / model.versions.max(1) as f64;
+            let gb_seconds = runs * idle + 30.0 * per_day * work;
+            gb_seconds * PRICE_PER_GB_SECOND + runs * PRICE_PER_REQUEST
+        };
+        println!(
+            "{:>16} | {:>10.2} | {:>10.2} | {:>10.2} | {:>10.2}",
+            per_day as u64,
+            cost(MEMORY[0]),
+            cost(MEMORY[1]),
+            cost(MEMORY[2]),
+            cost(MEMORY[3])
         );
     }
 }

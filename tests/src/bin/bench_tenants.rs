@@ -16,17 +16,13 @@ use std::time::{Duration, Instant};
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 use xdr_simulator::{Activity, GraphMode, SimOptions, SimTenant};
+use xdr_tests::bench::{PRICE_PER_GB_SECOND, PRICE_PER_REQUEST, lambda_seconds};
 use xdr_tests::fleet::FleetDeployment;
 use xdr_tests::runtime_api::Outcome;
 
 /// Tenants whose runs are measured alone for the model.
 const SAMPLE: usize = 40;
 
-/// Lambda's published prices (us-east-1, arm64) and CPU allocation: the model's inputs.
-const PRICE_PER_GB_SECOND: f64 = 0.000_013_333_4;
-const PRICE_PER_REQUEST: f64 = 0.20 / 1_000_000.0;
-/// Lambda gives a function one full vCPU at 1,769 MB and CPU in proportion to memory below it.
-const MB_PER_VCPU: f64 = 1769.0;
 /// Step Functions: Standard state transitions, Express requests and duration (64 MB billed).
 const PRICE_PER_TRANSITION: f64 = 0.025 / 1000.0;
 const PRICE_PER_EXPRESS_REQUEST: f64 = 1.0 / 1_000_000.0;
@@ -234,11 +230,7 @@ async fn main() {
         "memory", "s per run", "GB-s per run", "GB-s per month", "Lambda $/month"
     );
     for memory in [128.0, 256.0, 512.0, 1024.0] {
-        let vcpu = (memory / MB_PER_VCPU).min(1.0);
-        // The run waits on Graph and AWS most of the time (measured wall less CPU); its CPU
-        // work takes longer on a fraction of a vCPU.
-        let cpu = steady.cpu_per_run.min(mean);
-        let seconds = (mean - cpu) + cpu / vcpu;
+        let seconds = lambda_seconds(mean, steady.cpu_per_run, memory);
         let gb_seconds = seconds * memory / 1024.0;
         let monthly = runs_per_month * (gb_seconds * PRICE_PER_GB_SECOND + PRICE_PER_REQUEST);
         println!(
