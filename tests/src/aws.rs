@@ -28,17 +28,22 @@ pub struct Aws {
     pub secret_arn: String,
 }
 
-async fn clients(
-    endpoint: &str,
-    keys: &(String, String),
-) -> (aws_sdk_s3::Client, aws_sdk_dynamodb::Client, aws_sdk_secretsmanager::Client) {
+/// The SDK's configuration for the stand-in at `endpoint`, signing with `keys`.
+pub async fn sdk_config(endpoint: &str, keys: &(String, String)) -> aws_config::SdkConfig {
     let credentials = aws_credential_types::Credentials::new(&keys.0, &keys.1, None, None, "tests");
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(credentials)
         .load()
-        .await;
+        .await
+}
+
+async fn clients(
+    endpoint: &str,
+    keys: &(String, String),
+) -> (aws_sdk_s3::Client, aws_sdk_dynamodb::Client, aws_sdk_secretsmanager::Client) {
+    let shared = sdk_config(endpoint, keys).await;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build(),
     );

@@ -200,14 +200,14 @@ fn region_latency(kind: &str, bytes: usize) -> Duration {
     }
 }
 
-fn classify(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Call> {
-    // Output objects (data and quarantine); the tenant marker is not one.
-    if method == Method::PUT && path.matches('/').count() >= 2 && path.ends_with(".ndjson.gz") {
-        return Some(Call::ObjectPut);
+/// The calls a trap can catch, from the call's kind (`kind_of`).
+fn classify(kind: &str, path: &str) -> Option<Call> {
+    match kind {
+        // Output objects (data and quarantine); the tenant marker is not one.
+        "s3:PutObject" if path.matches('/').count() >= 2 => Some(Call::ObjectPut),
+        "dynamodb:state-write" => Some(Call::StateWrite),
+        _ => None,
     }
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let is_lease = body.windows(7).any(|w| w == b"\"lease#");
-    (target.ends_with(".PutItem") && !is_lease).then_some(Call::StateWrite)
 }
 
 /// If the armed trap catches this call, hands it to the test and waits for its release.
@@ -239,8 +239,8 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     };
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
-    let call = classify(&parts.method, parts.uri.path(), &parts.headers, &body);
     let kind = kind_of(&parts.method, parts.uri.path(), &parts.headers, &body);
+    let call = classify(&kind, parts.uri.path());
     *shared.calls.lock().unwrap().entry(kind.clone()).or_default() += 1;
     if shared.region_latency.load(std::sync::atomic::Ordering::SeqCst) {
         tokio::time::sleep(region_latency(&kind, body.len())).await;

@@ -66,6 +66,20 @@ pub async fn token(http: &reqwest::Client, sim: &Simulator) -> String {
     token["access_token"].as_str().expect("access_token").to_owned()
 }
 
+/// One Graph request of a baseline reader, with its token: the answer's body.
+pub async fn get_page(request: reqwest::RequestBuilder, token: &str) -> Vec<u8> {
+    request
+        .bearer_auth(token)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("page")
+        .bytes()
+        .await
+        .expect("page body")
+        .to_vec()
+}
+
 /// The variables a benchmark's function gets: the stand-in, the simulated tenant, where its
 /// history starts, the page size; `BENCH_FUNCTION_ENV="NAME=value,..."` adds more.
 pub fn function_env(

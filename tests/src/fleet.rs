@@ -166,14 +166,8 @@ impl FleetDeployment {
     /// a single-tenant stack's tables instead (by `dt` only), for the tool to refuse.
     pub async fn athena_tables(&mut self, per_tenant: bool) -> (aws_sdk_glue::Client, String) {
         use aws_sdk_glue::types::{Column, DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
-        let credentials = aws_credential_types::Credentials::new("test", "test", None, None, "tests");
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&self.aws.endpoint)
-            .credentials_provider(credentials)
-            .load()
-            .await;
-        let glue = aws_sdk_glue::Client::new(&shared);
+        let keys = ("test".to_owned(), "test".to_owned());
+        let glue = aws_sdk_glue::Client::new(&crate::aws::sdk_config(&self.aws.endpoint, &keys).await);
         let database = self.aws.bucket.replace("xdr-lake-", "xdr_lake_").replace('-', "_")
             + if per_tenant { "" } else { "_single" };
         glue.create_database()

@@ -109,11 +109,11 @@ impl GlueTables {
     /// Makes `table` list exactly `tenants` (GUIDs), unless it already does.
     pub async fn set(&self, table: &str, tenants: &[String]) -> Result<TableTenants, TablesError> {
         let wanted = values_text(tenants);
+        let listed = parse_values(&wanted);
         for _ in 0..ATTEMPTS {
             let current = self.get(table).await?;
-            let listed = parse_values(&wanted);
             if current.parameters().and_then(|p| p.get(TENANT_VALUES)).map(String::as_str) == Some(&wanted) {
-                return Ok(TableTenants { table: table.to_owned(), listed, changed: false });
+                return Ok(TableTenants { table: table.to_owned(), listed: listed.clone(), changed: false });
             }
             let version = current.version_id().map(str::to_owned);
             let input = with_values(current, &wanted).map_err(|message| TablesError::Unavailable {
@@ -132,7 +132,13 @@ impl GlueTables {
                 update = update.version_id(version);
             }
             match update.send().await {
-                Ok(_) => return Ok(TableTenants { table: table.to_owned(), listed, changed: true }),
+                Ok(_) => {
+                    return Ok(TableTenants {
+                        table: table.to_owned(),
+                        listed: listed.clone(),
+                        changed: true,
+                    });
+                }
                 Err(error)
                     if error.as_service_error().is_some_and(|e| e.is_concurrent_modification_exception()) =>
                 {

@@ -363,11 +363,12 @@ impl AwsPorts {
         // The answer stays within a state's 256 KB however many tenants are stale (the log
         // lines above list every one).
         let mut answer = to_value(&report);
-        if let Some(listed) = answer.get_mut("stale_tenants").and_then(Value::as_array_mut)
+        if let Some(object) = answer.as_object_mut()
+            && let Some(listed) = object.get_mut("stale_tenants").and_then(Value::as_array_mut)
             && listed.len() > MAX_STALE_LISTED
         {
             listed.truncate(MAX_STALE_LISTED);
-            answer["stale_tenants_not_listed"] = json!(report.stale - MAX_STALE_LISTED);
+            object.insert("stale_tenants_not_listed".into(), json!(report.stale - MAX_STALE_LISTED));
         }
         Ok(answer)
     }

@@ -193,16 +193,7 @@ async fn raw_fetch(sim: &Simulator, latency_ms: u64, listed: u64) -> Row {
     let mut url = format!("{}/v1.0/security/alerts_v2?$top={PAGE_SIZE}", sim.base_url());
     let mut received = 0u64;
     loop {
-        let body = http
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .expect("page")
-            .bytes()
-            .await
-            .expect("page body");
+        let body = xdr_tests::bench::get_page(http.get(&url), &token).await;
         let page: RawPage = serde_json::from_slice(&body).expect("page JSON");
         received += page.value.len() as u64;
         match page.next_link {

@@ -169,17 +169,8 @@ async fn sequential(
             if skip > 0 {
                 query.push(("$skip", skip.to_string()));
             }
-            let body = http
-                .get(format!("{}/v1.0/security/alerts_v2", sim.base_url()))
-                .query(&query)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .expect("page")
-                .bytes()
-                .await
-                .expect("page body");
+            let request = http.get(format!("{}/v1.0/security/alerts_v2", sim.base_url())).query(&query);
+            let body = xdr_tests::bench::get_page(request, &token).await;
             let page: Page = serde_json::from_slice(&body).expect("page JSON");
             assert!(!page.value.is_empty() || *count == 0, "an oracle slice came back empty");
             received += page.value.len();
