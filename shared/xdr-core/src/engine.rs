@@ -353,30 +353,42 @@ where
         }
     }
 
-    /// An object announced by a run that then stopped: if it landed, its versions are written.
+    /// Objects announced by a run that then stopped: those that landed have their versions
+    /// written; the others' are read again.
     async fn recover_pending(&mut self) -> Result<(), EngineError> {
-        let Some(pending) = self.state.pending.take() else { return Ok(()) };
-        let landed = self.ports.sink.exists(&pending.key).await.map_err(|error| match error.forbidden {
-            true => EngineError::ExistenceCheckForbidden {
-                key: pending.key.clone(),
-                purpose: "did an object of an interrupted run land?",
-                error,
-            },
-            false => EngineError::Output { key: pending.key.clone(), error },
-        })?;
-        let note = if landed {
-            self.state.seen.extend(pending.entries.entries());
-            // Quarantine objects announce no versions; only data objects count as written.
-            if !pending.entries.is_empty() {
-                self.state.written_alerts += pending.entries.len() as u64;
-                self.state.written_objects += 1;
-            }
-            format!("object {} from an interrupted run had landed; its alerts count as written", pending.key)
-        } else {
-            format!("object {} from an interrupted run never landed; its alerts are read again", pending.key)
-        };
-        warn!(key = %pending.key, landed, "Recovered an interrupted object write.");
-        self.summary.recovered = Some(note);
+        let mut notes = Vec::new();
+        for pending in std::mem::take(&mut self.state.pending) {
+            let landed =
+                self.ports.sink.exists(&pending.key).await.map_err(|error| match error.forbidden {
+                    true => EngineError::ExistenceCheckForbidden {
+                        key: pending.key.clone(),
+                        purpose: "did an object of an interrupted run land?",
+                        error,
+                    },
+                    false => EngineError::Output { key: pending.key.clone(), error },
+                })?;
+            notes.push(if landed {
+                self.state.seen.extend(pending.entries.entries());
+                // Quarantine objects announce no versions; only data objects count as written.
+                if !pending.entries.is_empty() {
+                    self.state.written_alerts += pending.entries.len() as u64;
+                    self.state.written_objects += 1;
+                }
+                format!(
+                    "object {} from an interrupted run had landed; its alerts count as written",
+                    pending.key
+                )
+            } else {
+                format!(
+                    "object {} from an interrupted run never landed; its alerts are read again",
+                    pending.key
+                )
+            });
+            warn!(key = %pending.key, landed, "Recovered an interrupted object write.");
+        }
+        if !notes.is_empty() {
+            self.summary.recovered = Some(notes.join("; "));
+        }
         Ok(())
     }
 
@@ -407,7 +419,7 @@ where
                     if batch.uncompressed_bytes() >= self.settings.max_object_bytes
                         || batch.records() >= self.settings.max_object_records
                     {
-                        self.store_batch((BatchKind::Data, date)).await?;
+                        self.store_batches(vec![(BatchKind::Data, date)]).await?;
                     }
                 }
                 Err(reason) => self.quarantine(raw, reason, slice_start).await?,
@@ -435,7 +447,7 @@ where
             self.batches.entry((BatchKind::Quarantine, date)).or_insert_with(|| Batch::new(slice_start));
         batch.push_line(&as_ndjson_line(raw), slice_start)?;
         if batch.uncompressed_bytes() >= self.settings.max_object_bytes {
-            self.store_batch((BatchKind::Quarantine, date)).await?;
+            self.store_batches(vec![(BatchKind::Quarantine, date)]).await?;
         }
         Ok(())
     }
@@ -448,17 +460,20 @@ where
     /// `max_object_records`. What the overlap itself holds has no bound (a bulk job can put
     /// 100k versions in it); a store with bounded items keeps that in chunks (`ChunkedSave`).
     async fn keep_state_small(&mut self) -> Result<(), EngineError> {
-        let today = self.completed_cursor.date_naive();
+        self.store_dates_before(self.completed_cursor).await
+    }
+
+    /// Stores the data objects of every date before `read_until`'s: once every record below
+    /// `read_until` is written, they get no more.
+    async fn store_dates_before(&mut self, read_until: DateTime<Utc>) -> Result<(), EngineError> {
+        let today = read_until.date_naive();
         let finished: Vec<_> = self
             .batches
             .keys()
             .copied()
             .filter(|(kind, date)| *kind == BatchKind::Data && *date < today)
             .collect();
-        for which in finished {
-            self.store_batch(which).await?;
-        }
-        Ok(())
+        self.store_batches(finished).await
     }
 
     /// The cursor that may be saved now: never past a slice whose records are still buffered.
@@ -490,59 +505,103 @@ where
         Ok(())
     }
 
-    /// Announce, put, commit: a crash between any two steps neither loses nor duplicates.
-    async fn store_batch(&mut self, which: (BatchKind, NaiveDate)) -> Result<(), EngineError> {
-        let Some(batch) = self.batches.remove(&which) else { return Ok(()) };
-        let records = batch.records();
-        let name = ObjectName::new(self.started, &self.request.run_id, self.sequence);
-        self.sequence += 1;
-        let key = match which.0 {
-            BatchKind::Data => self.settings.layout.data_key(which.1, &name),
-            BatchKind::Quarantine => self.settings.layout.quarantine_key(which.1, &name),
-        };
-        let lowest_slice_start = batch.lowest_slice_start;
-        let (body, entries) = batch.finish()?;
-        let bytes = body.len();
+    /// Stores batches that close together in groups: one state write announcing a group, its
+    /// puts at once, one state write committing it. A group announces at most
+    /// `max_object_records` versions (unless one batch alone holds more), the most one object
+    /// ever announced, so the state stays within the bounds it was sized for.
+    async fn store_batches(&mut self, which: Vec<(BatchKind, NaiveDate)>) -> Result<(), EngineError> {
+        let mut group = Vec::new();
+        let mut announced = 0;
+        for one in which {
+            let Some(batch) = self.batches.get(&one) else { continue };
+            let records = batch.records();
+            if !group.is_empty() && announced + records > self.settings.max_object_records {
+                self.store_group(std::mem::take(&mut group)).await?;
+                announced = 0;
+            }
+            announced += records;
+            group.push(one);
+        }
+        if !group.is_empty() {
+            self.store_group(group).await?;
+        }
+        Ok(())
+    }
 
-        let mut announced = SeenVersions::default();
-        announced.extend(entries.iter().copied());
-        self.state.pending = Some(PendingObject { key: key.clone(), entries: announced });
-        // Until committed, the cursor must stay below this batch's records.
-        self.storing_from = Some(lowest_slice_start);
+    /// Announce, put, commit: a crash between any two steps neither loses nor duplicates. Of a
+    /// group whose puts fail in part, some objects may have landed: all stay announced, and the
+    /// next run settles each (`recover_pending`).
+    async fn store_group(&mut self, which: Vec<(BatchKind, NaiveDate)>) -> Result<(), EngineError> {
+        let mut closing = Vec::with_capacity(which.len());
+        for (kind, date) in which {
+            let Some(batch) = self.batches.remove(&(kind, date)) else { continue };
+            let name = ObjectName::new(self.started, &self.request.run_id, self.sequence);
+            self.sequence += 1;
+            let key = match kind {
+                BatchKind::Data => self.settings.layout.data_key(date, &name),
+                BatchKind::Quarantine => self.settings.layout.quarantine_key(date, &name),
+            };
+            let (records, lowest_slice_start) = (batch.records(), batch.lowest_slice_start);
+            let (body, entries) = batch.finish()?;
+            closing.push(Closing { kind, date, key, records, lowest_slice_start, body, entries });
+        }
+        if closing.is_empty() {
+            return Ok(());
+        }
+
+        self.state.pending = closing
+            .iter()
+            .map(|object| {
+                let mut announced = SeenVersions::default();
+                announced.extend(object.entries.iter().copied());
+                PendingObject { key: object.key.clone(), entries: announced }
+            })
+            .collect();
+        // Until committed, the cursor must stay below these batches' records.
+        self.storing_from = closing.iter().map(|object| object.lowest_slice_start).min();
         self.save().await?;
 
-        self.ports
-            .sink
-            .put(&key, body)
-            .await
-            .map_err(|error| EngineError::Output { key: key.clone(), error })?;
+        let bytes: Vec<usize> = closing.iter().map(|object| object.body.len()).collect();
+        let sink = self.ports.sink;
+        let puts = closing.iter_mut().map(|object| {
+            let (key, body) = (object.key.as_str(), std::mem::take(&mut object.body));
+            async move {
+                sink.put(key, body).await.map_err(|error| EngineError::Output { key: key.to_owned(), error })
+            }
+        });
+        for result in futures_util::future::join_all(puts).await {
+            result?;
+        }
 
-        for entry in &entries {
-            self.buffered.remove(entry);
+        for object in &closing {
+            for entry in &object.entries {
+                self.buffered.remove(entry);
+            }
+            self.state.seen.extend(object.entries.iter().copied());
+            if object.kind == BatchKind::Data {
+                self.state.written_alerts += object.records as u64;
+                self.state.written_objects += 1;
+            }
         }
-        self.state.seen.extend(entries);
-        self.state.pending = None;
-        if which.0 == BatchKind::Data {
-            self.state.written_alerts += records as u64;
-            self.state.written_objects += 1;
-        }
+        self.state.pending.clear();
         self.storing_from = None;
         self.save().await?;
 
-        info!(key = %key, records, bytes, "Wrote object.");
-        if which.0 == BatchKind::Data {
-            self.partitions.insert(format!("dt={}", which.1.format("%Y-%m-%d")));
+        for (object, bytes) in closing.into_iter().zip(bytes) {
+            let (key, records) = (object.key, object.records);
+            info!(key = %key, records, bytes, "Wrote object.");
+            if object.kind == BatchKind::Data {
+                self.partitions.insert(format!("dt={}", object.date.format("%Y-%m-%d")));
+            }
+            self.summary.objects.push(ObjectSummary { key, records, bytes });
         }
-        self.summary.objects.push(ObjectSummary { key, records, bytes });
         Ok(())
     }
 
     /// Stores every open batch and saves the final state.
     async fn finish(&mut self) -> Result<(), EngineError> {
         let open: Vec<_> = self.batches.keys().copied().collect();
-        for which in open {
-            self.store_batch(which).await?;
-        }
+        self.store_batches(open).await?;
         self.save().await?;
         self.summary.covered_until = format_human(self.state.cursor);
         self.summary.cursor = Some(self.state.cursor);
@@ -570,4 +629,15 @@ pub fn start_changed(configured: Option<DateTime<Utc>>, floor: DateTime<Utc>) ->
             "the configured start ({wanted_text}, BACKFILL_START or the tenant's backfill start) is after where this state began ({floor_text}); it applies to a first run only, so the sync goes on from its cursor and what it read before stays"
         )
     })
+}
+
+/// A batch on its way to the output: finished, announced, put, then committed.
+struct Closing {
+    kind: BatchKind,
+    date: NaiveDate,
+    key: String,
+    records: usize,
+    lowest_slice_start: DateTime<Utc>,
+    body: Vec<u8>,
+    entries: Vec<SeenEntry>,
 }

@@ -23,7 +23,8 @@ pub struct SyncState {
     /// Versions already written that a later window may read again.
     pub seen: SeenVersions,
     /// An object announced before its put. On recovery it counts as written if it exists.
-    pub pending: Option<PendingObject>,
+    /// Objects announced and perhaps not yet stored (several when they closed together).
+    pub pending: Vec<PendingObject>,
     /// A bounded window's end (backfill): reading stops here. `None`: the live sync, up to now.
     pub window_end: Option<DateTime<Utc>>,
     /// Alert versions and objects this state has stored in all, over every run.
@@ -108,7 +109,7 @@ impl SyncState {
             floor,
             cursor: floor,
             seen: SeenVersions::default(),
-            pending: None,
+            pending: Vec::new(),
             window_end: None,
             written_alerts: 0,
             written_objects: 0,
@@ -154,7 +155,7 @@ struct StoredSyncState {
     seen: String,
     seen_count: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pending: Option<StoredPending>,
+    pending: Option<StoredPendingObjects>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     slice_hint_nanos: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +189,15 @@ struct StoredPending {
     seen: String,
 }
 
+/// One pending object is stored as it always was; several as a list, which a release that
+/// knows only one refuses as unreadable rather than settling the first and forgetting the rest.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredPendingObjects {
+    One(StoredPending),
+    Many(Vec<StoredPending>),
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("stored sync state is unreadable: {0}")]
 pub struct StateDecodeError(String);
@@ -213,10 +223,21 @@ impl SyncState {
             cursor: self.cursor,
             seen: BASE64.encode(seen),
             seen_count,
-            pending: self.pending.as_ref().map(|pending| StoredPending {
-                key: pending.key.clone(),
-                seen: BASE64.encode(pending.entries.to_bytes()),
-            }),
+            pending: {
+                let mut stored: Vec<StoredPending> = self
+                    .pending
+                    .iter()
+                    .map(|pending| StoredPending {
+                        key: pending.key.clone(),
+                        seen: BASE64.encode(pending.entries.to_bytes()),
+                    })
+                    .collect();
+                match stored.len() {
+                    0 => None,
+                    1 => stored.pop().map(StoredPendingObjects::One),
+                    _ => Some(StoredPendingObjects::Many(stored)),
+                }
+            },
             slice_hint_nanos: self.slice_hint.and_then(|hint| hint.num_nanoseconds()),
             window_end: self.window_end,
             written_alerts: self.written_alerts,
@@ -328,9 +349,13 @@ impl SyncState {
             cursor: stored.cursor,
             seen: decode(&stored.seen)?,
             pending: match stored.pending {
-                Some(pending) => Some(PendingObject { entries: decode(&pending.seen)?, key: pending.key }),
-                None => None,
-            },
+                None => Vec::new(),
+                Some(StoredPendingObjects::One(pending)) => vec![pending],
+                Some(StoredPendingObjects::Many(pending)) => pending,
+            }
+            .into_iter()
+            .map(|pending| Ok(PendingObject { entries: decode(&pending.seen)?, key: pending.key }))
+            .collect::<Result<_, StateDecodeError>>()?,
             slice_hint: stored.slice_hint_nanos.filter(|nanos| *nanos > 0).map(TimeDelta::nanoseconds),
             window_end: stored.window_end,
             written_alerts: stored.written_alerts,
@@ -359,7 +384,7 @@ mod tests {
         state.seen.insert(SeenEntry::new("a", t));
         let mut pending = SeenVersions::default();
         pending.insert(SeenEntry::new("b", t));
-        state.pending = Some(PendingObject { key: "p/dt=2026-11-28/x.gz".into(), entries: pending });
+        state.pending = vec![PendingObject { key: "p/dt=2026-11-28/x.gz".into(), entries: pending }];
         state.window_end = Some(t + TimeDelta::days(1));
         state.written_alerts = 12;
         state.written_objects = 3;
@@ -388,6 +413,35 @@ mod tests {
         let back = SyncState::from_json(&state.to_json()).unwrap();
         assert_eq!(back, state);
         assert!(SyncState::from_json("{}").is_err());
+    }
+
+    /// One pending object keeps the form every release reads; several (objects that closed
+    /// together) are a list, which a release knowing one refuses instead of half-settling.
+    #[test]
+    fn pending_objects_keep_the_one_object_form_and_list_several() {
+        #[derive(serde::Deserialize)]
+        struct FirstRelease {
+            #[allow(dead_code)]
+            pending: Option<StoredPending>,
+        }
+        let t = parse_instant("2026-11-28T06:00:00Z").unwrap();
+        let object = |key: &str, id: &str| {
+            let mut entries = SeenVersions::default();
+            entries.insert(SeenEntry::new(id, t));
+            PendingObject { key: key.into(), entries }
+        };
+        let mut state = SyncState::first_run(t);
+        state.pending = vec![object("p/dt=2026-11-27/a.gz", "a")];
+        let one = state.to_json();
+        assert!(serde_json::from_str::<FirstRelease>(&one).is_ok(), "{one}");
+        assert_eq!(SyncState::from_json(&one).unwrap(), state);
+
+        state.pending.push(object("p/dt=2026-11-28/b.gz", "b"));
+        let two = state.to_json();
+        assert!(serde_json::from_str::<FirstRelease>(&two).is_err(), "{two}");
+        assert_eq!(SyncState::from_json(&two).unwrap(), state);
+        state.pending.clear();
+        assert!(!state.to_json().contains("pending"));
     }
 
     #[test]

@@ -201,6 +201,67 @@ async fn a_failed_put_at_any_point_loses_and_duplicates_nothing() {
     }
 }
 
+/// A month of sparse history: a page spans many dates, so several objects close together.
+fn sparse_world(mode: GraphMode) -> (World, Vec<String>) {
+    let mut world = World::in_mode(mode);
+    world.settings.backfill_start = Some(t(T0) - TimeDelta::days(31));
+    let mut expected = Vec::new();
+    for (i, id) in ids("sparse", 250).enumerate() {
+        let at = t(T0) - TimeDelta::days(30) + TimeDelta::minutes(i as i64 * 170);
+        expected.push(world.graph.add(&id, at, at));
+    }
+    (world, expected)
+}
+
+/// Objects that close together are announced in one state write, put at once and committed in
+/// one: a crash at any state write, or a failed put among a group's (the others landing), loses
+/// and duplicates nothing.
+#[tokio::test]
+async fn objects_closing_together_share_their_state_writes_and_survive_any_failure() {
+    for mode in MODES {
+        let (mut probe, expected) = sparse_world(mode);
+        let summary = probe.run().await;
+        probe.assert_exactly(&expected);
+        let (saves, objects) = (probe.store.saves(), probe.data_objects());
+        assert!(objects >= 28, "{mode}: an object per date, got {objects}");
+        // One object at a time would take two writes each.
+        assert!(saves < objects, "{mode}: {saves} state writes for {objects} objects");
+        assert_eq!(summary.objects.len(), objects);
+        for crash_at in 0..saves {
+            let (mut world, expected) = sparse_world(mode);
+            world.store.fail_after_saves(crash_at);
+            let error = world.run_with_deadline(None).await.expect_err("the injected failure stops the run");
+            assert!(matches!(error, EngineError::State(_)), "{error}");
+            world.store.heal();
+            world.clock.advance(TimeDelta::minutes(5));
+            world.run().await;
+            world.assert_exactly(&expected);
+            let state = world.store.state().unwrap();
+            assert_eq!(state.written_alerts, expected.len() as u64, "{mode}: crash at save {crash_at}");
+            assert_eq!(state.written_objects as usize, world.data_objects());
+            assert!(state.pending.is_empty());
+        }
+        // The first put is the tenant marker's; then one per data object.
+        for failing_put in [1, 2, objects / 2, objects] {
+            let (mut world, expected) = sparse_world(mode);
+            world.sink.fail_puts_after(failing_put);
+            let error = world.run_with_deadline(None).await.expect_err("the put failure stops the run");
+            assert_eq!(error.kind(), "OutputError");
+            assert!(
+                !world.store.state().unwrap().pending.is_empty(),
+                "{mode}: put {failing_put} failed: {error}"
+            );
+            world.sink.heal();
+            world.clock.advance(TimeDelta::minutes(5));
+            let recovered = world.run().await;
+            assert!(recovered.recovered.is_some(), "{mode}: put {failing_put} failed");
+            world.assert_exactly(&expected);
+            let state = world.store.state().unwrap();
+            assert_eq!(state.written_alerts, expected.len() as u64, "{mode}: put {failing_put} failed");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_deadline_stops_early_and_the_next_runs_finish() {
     for mode in MODES {

@@ -63,7 +63,7 @@ pub async fn show(store: &impl StateStore) -> Result<Value, AppError> {
         "covered_until": format_human(state.cursor),
         "remembered_versions": state.seen.len(),
         "dedup_chunks": state.seen_chunks.len(),
-        "pending_object": state.pending.as_ref().map(|pending| pending.key.clone()),
+        "pending_objects": state.pending.iter().map(|pending| pending.key.as_str()).collect::<Vec<_>>(),
         "instant_in_progress": state.instant.as_ref().map(|plan| format_human(plan.at)),
         "written_alerts": state.written_alerts,
         "written_objects": state.written_objects,
@@ -161,10 +161,11 @@ pub async fn move_cursor(
             format_human(state.floor)
         ));
     }
-    if let Some(pending) = &state.pending {
+    if !state.pending.is_empty() {
+        let keys: Vec<&str> = state.pending.iter().map(|pending| pending.key.as_str()).collect();
         return refused(format!(
-            "an interrupted run left the object {} pending; let the next run settle it first",
-            pending.key
+            "an interrupted run left the object(s) {} pending; let the next run settle them first",
+            keys.join(", ")
         ));
     }
     let (from, cursor) = (format_human(state.floor), format_human(state.cursor));

@@ -396,7 +396,7 @@ where
                 // slice boundary costs no latency.
                 let next_to = self.slice_end(to, self.next_length(to, width, records), window_end);
                 let request = PageRequest::Query(Query::slice(to, next_to, self.settings.page_size));
-                let attempt = self.write_while_fetching(&parsed.alerts, from, request).await?;
+                let attempt = self.write_while_fetching(&parsed.alerts, from, to, request).await?;
                 Ok(SliceOutcome::Done { end: to, records, next: Some(Prefetched { to: next_to, attempt }) })
             }
             _ if width > TICK => {
@@ -812,13 +812,15 @@ where
         }
     }
 
-    /// Writes a page's records while the next request is on its way, so Graph's latency hides
-    /// the compression and the uploads. The fetch is polled first, so its request goes out
-    /// before the CPU-bound writing.
+    /// Writes a page's records, the slice `[slice_start, slice_end)` in full, while the next
+    /// request is on its way, so Graph's latency hides the compression and the uploads; the
+    /// dates the slice leaves behind are stored then too (announce, put, commit), not between
+    /// two requests. The fetch is polled first, so its request goes out before the writing.
     async fn write_while_fetching(
         &mut self,
         records: &[&RawValue],
         slice_start: DateTime<Utc>,
+        slice_end: DateTime<Utc>,
         request: PageRequest<'_>,
     ) -> Result<Attempt, EngineError> {
         if self.out_of_time() {
@@ -826,11 +828,12 @@ where
             return Ok(Attempt::OutOfTime);
         }
         let source = self.ports.source;
-        let (fetched, written) = futures_util::future::join(
-            source.fetch(request, self.fetch_deadline),
-            self.write_records(records, slice_start),
-        )
-        .await;
+        let (fetched, written) =
+            futures_util::future::join(source.fetch(request, self.fetch_deadline), async {
+                self.write_records(records, slice_start).await?;
+                self.store_dates_before(slice_end).await
+            })
+            .await;
         written?;
         Ok(Attempt::Made(fetched))
     }
