@@ -6,10 +6,10 @@ use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
 use xdr_core::{AlertSource, PageRequest, Query, SourceErrorKind};
 use xdr_graph::{
-    ClientCredentials, Cloud, Endpoints, GraphClient, GraphSettings, RetryPolicy, StaticCredentials,
-    http_client,
+    ClientCredentials, Cloud, Endpoints, GraphClient, GraphSettings, RequestRate, RetryPolicy,
+    StaticCredentials, http_client,
 };
-use xdr_simulator::{Fault, GraphMode, SimOptions, SimTenant, Simulator};
+use xdr_simulator::{Fault, GraphMode, Quota, SimOptions, SimTenant, Simulator};
 
 fn tenant() -> SimTenant {
     SimTenant::with_history(11, Utc::now() - TimeDelta::hours(1), TimeDelta::hours(12), 250)
@@ -20,6 +20,16 @@ fn client_for(
     tenant_id: &str,
     client_id: &str,
     secret: &str,
+) -> GraphClient<StaticCredentials> {
+    client_with(sim, tenant_id, client_id, secret, None)
+}
+
+fn client_with(
+    sim: &Simulator,
+    tenant_id: &str,
+    client_id: &str,
+    secret: &str,
+    request_rate: Option<RequestRate>,
 ) -> GraphClient<StaticCredentials> {
     let base = sim.base_url();
     let settings = GraphSettings {
@@ -34,6 +44,7 @@ fn client_for(
         },
         max_response_bytes: xdr_graph::client::DEFAULT_MAX_RESPONSE_BYTES,
         expand_alerts: false,
+        request_rate,
     };
     let credentials = StaticCredentials(ClientCredentials {
         client_id: client_id.into(),
@@ -204,4 +215,48 @@ async fn concurrent_requests_share_one_backoff() {
         let after = later.at - alerts[0].at;
         assert!(after >= Duration::from_secs(2), "a sibling request went out {after:?} after the 429");
     }
+}
+
+/// `GRAPH_REQUESTS_PER_MINUTE` keeps reads that run at once (backfill parts, streams) inside
+/// Graph's quota: none is answered 429, and they go out no faster than the limit allows. Without
+/// it, the same reads run into the quota (429s) and still all succeed, backing off together.
+#[tokio::test]
+async fn a_request_rate_keeps_concurrent_reads_inside_the_quota() {
+    let per = Duration::from_secs(2);
+    let quota = Quota { requests: 5, per };
+    let sim =
+        Simulator::start(tenant(), SimOptions { quota: Some(quota), ..SimOptions::default() }).await.unwrap();
+    let (tenant_id, client_id, secret) = (sim.tenant_id(), sim.client_id(), sim.client_secret());
+    async fn four_reads(client: &GraphClient<StaticCredentials>) {
+        for _ in 0..4 {
+            client.fetch(first_page(), None).await.unwrap();
+        }
+    }
+    let alert_requests = |sim: &Simulator| -> Vec<xdr_simulator::RequestRecord> {
+        sim.requests().into_iter().filter(|r| r.endpoint == "alerts").collect()
+    };
+
+    // A little below the quota, as an operator would set it: Graph counts a request when it
+    // arrives, which is not quite when it was sent.
+    let paced = client_with(&sim, &tenant_id, &client_id, &secret, Some(RequestRate { requests: 4, per }));
+    paced.authenticate(None).await.unwrap();
+    let started = std::time::Instant::now();
+    tokio::join!(four_reads(&paced), four_reads(&paced), four_reads(&paced), four_reads(&paced));
+    let elapsed = started.elapsed();
+    let requests = alert_requests(&sim);
+    assert_eq!(requests.len(), 16, "no request was answered 429, so none was made again");
+    assert!(requests.iter().all(|r| r.status == 200));
+    // 16 requests, 4 in any 2 s: the last cannot go before 6 s.
+    assert!(elapsed >= Duration::from_secs(6), "{elapsed:?}");
+    assert!(paced.stats().paced_waits > 0);
+
+    tokio::time::sleep(per).await;
+    let unpaced = client(&sim);
+    unpaced.authenticate(None).await.unwrap();
+    tokio::join!(four_reads(&unpaced), four_reads(&unpaced), four_reads(&unpaced), four_reads(&unpaced));
+    let requests = alert_requests(&sim);
+    let throttled = requests[16..].iter().filter(|r| r.status == 429).count();
+    assert!(throttled > 0, "the quota bites without the limit");
+    assert_eq!(requests[16..].iter().filter(|r| r.status == 200).count(), 16);
+    assert_eq!(unpaced.stats().throttled_responses, throttled as u64);
 }

@@ -40,6 +40,7 @@ fn settings(sim: &Simulator, max_response_bytes: usize) -> GraphSettings {
         },
         max_response_bytes,
         expand_alerts: false,
+        request_rate: None,
     }
 }
 

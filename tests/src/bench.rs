@@ -96,6 +96,9 @@ pub fn function_env(
         ("BACKFILL_START", backfill_start.to_rfc3339()),
         ("PAGE_SIZE", page_size.to_string()),
         ("RUST_LOG", "warn".into()),
+        // The engine's speed, measured against a baseline that is not paced either; what
+        // Graph's quota means for a backlog is arithmetic (README, "Performance").
+        (crate::NO_REQUEST_LIMIT.0, crate::NO_REQUEST_LIMIT.1.into()),
     ] {
         env.push((key.to_owned(), value));
     }

@@ -50,6 +50,7 @@ impl Deployment {
             ("GRAPH_BASE_URL", sim.base_url().to_owned()),
             ("BACKFILL_START", start.to_rfc3339()),
             ("PAGE_SIZE", "100".into()),
+            (crate::NO_REQUEST_LIMIT.0, crate::NO_REQUEST_LIMIT.1.into()),
         ] {
             env.push((key.into(), value));
         }

@@ -2,6 +2,12 @@
 //! the local AWS stand-in, a Lambda Runtime API, and the function binaries; and checks of what
 //! landed against the tenant's ground truth.
 
+/// The simulated Graph enforces no quota unless a test asks for one (`SimOptions::quota`), so
+/// the functions under test run without `GRAPH_REQUESTS_PER_MINUTE`'s pacing (its default, 150
+/// a minute, would only slow the tests that read hundreds of small pages). The pacing itself is
+/// tested against a simulated quota (`graph_client.rs`).
+pub const NO_REQUEST_LIMIT: (&str, &str) = ("GRAPH_REQUESTS_PER_MINUTE", "0");
+
 pub mod aws;
 pub mod aws_fault_proxy;
 pub mod bench;
@@ -64,6 +70,7 @@ impl Harness {
                     "LOGIN_BASE_URL" | "GRAPH_BASE_URL" => Some(base.clone()),
                     "BACKFILL_START" => Some(start.clone()),
                     "PAGE_SIZE" => Some("100".into()),
+                    name if name == crate::NO_REQUEST_LIMIT.0 => Some(crate::NO_REQUEST_LIMIT.1.into()),
                     _ => None,
                 }
             },

@@ -15,7 +15,7 @@ use xdr_core::tenants::TenantEntry;
 pub use xdr_core::tenants::is_guid;
 use xdr_core::timeutil::parse_instant;
 use xdr_core::{OutputLayout, StateKeys};
-use xdr_graph::{Cloud, Endpoints, GraphSettings, RetryPolicy};
+use xdr_graph::{Cloud, Endpoints, GraphSettings, RequestRate, RetryPolicy};
 
 use defaults::*;
 
@@ -35,6 +35,8 @@ pub mod defaults {
     pub const DEFAULT_HTTP_TIMEOUT_SECONDS: u64 = 30;
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
     pub const DEFAULT_BACKFILL_CONCURRENCY: usize = 4;
+    /// Graph's only published security quota: 150 requests a minute per app and tenant.
+    pub const DEFAULT_GRAPH_REQUESTS_PER_MINUTE: u32 = 150;
     pub const DEFAULT_TENANT_PARTITION: bool = false;
     /// Which streams the functions serve: alerts alone, so an update of an existing stack
     /// changes nothing until incidents are enabled.
@@ -91,6 +93,9 @@ pub struct SyncConfig {
     pub backfill_concurrency: usize,
     /// The largest Graph answer read, before and after decompression.
     pub max_response_bytes: usize,
+    /// At most this many Graph requests a minute per tenant, in this process
+    /// (`GRAPH_REQUESTS_PER_MINUTE`; 0: no limit).
+    pub graph_requests_per_minute: u32,
 }
 
 /// What a local run needs on top: credentials and the local places for output and state.
@@ -247,6 +252,8 @@ impl SyncConfig {
         let max_attempts = settings.number("MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1, 20)?;
         let backfill_concurrency =
             settings.number("BACKFILL_CONCURRENCY", DEFAULT_BACKFILL_CONCURRENCY, 1, 16)?;
+        let graph_requests_per_minute =
+            settings.number("GRAPH_REQUESTS_PER_MINUTE", DEFAULT_GRAPH_REQUESTS_PER_MINUTE, 0, 100_000)?;
         let max_response_mb = settings.number(
             "MAX_RESPONSE_MB",
             (DEFAULT_MAX_RESPONSE_BYTES / (1024 * 1024)) as u64,
@@ -310,6 +317,7 @@ impl SyncConfig {
             max_attempts,
             backfill_concurrency,
             max_response_bytes: (max_response_mb as usize) * 1024 * 1024,
+            graph_requests_per_minute,
         })
     }
 
@@ -404,6 +412,8 @@ impl SyncConfig {
             retry: RetryPolicy { max_attempts: self.max_attempts, ..RetryPolicy::default() },
             max_response_bytes: self.max_response_bytes,
             expand_alerts: self.expand_alerts,
+            request_rate: (self.graph_requests_per_minute > 0)
+                .then(|| RequestRate::per_minute(self.graph_requests_per_minute)),
         }
     }
 }
@@ -563,6 +573,9 @@ mod tests {
         assert_eq!(config.streams, vec![ALERTS]);
         assert!(!config.expand_alerts);
         assert!(config.for_stream(INCIDENTS).unwrap_err().to_string().contains("STREAMS"));
+        assert_eq!(config.graph_settings().request_rate, Some(RequestRate::per_minute(150)));
+        let unlimited = parse(&[("TENANT_ID", "t.example"), ("GRAPH_REQUESTS_PER_MINUTE", "0")]).unwrap();
+        assert_eq!(unlimited.graph_settings().request_rate, None);
     }
 
     #[test]
@@ -665,6 +678,10 @@ mod tests {
             (&[("TENANT_ID", "t.example"), ("LOGIN_BASE_URL", "http://10.1.2.3:8080")], "LOGIN_BASE_URL"),
             (&[("TENANT_ID", "t.example"), ("MAX_RESPONSE_MB", "0")], "MAX_RESPONSE_MB"),
             (&[("TENANT_ID", "t.example"), ("MAX_SKIP", "-5")], "MAX_SKIP"),
+            (
+                &[("TENANT_ID", "t.example"), ("GRAPH_REQUESTS_PER_MINUTE", "150/min")],
+                "GRAPH_REQUESTS_PER_MINUTE",
+            ),
             (
                 &[("TENANT_ID", "t.example"), ("ACCEPT_INCOMPLETE_INSTANTS", "2026-11-28T06:00:00Z, soon")],
                 "ACCEPT_INCOMPLETE_INSTANTS",

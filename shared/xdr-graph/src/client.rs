@@ -20,6 +20,7 @@ use crate::cloud::Endpoints;
 use crate::credentials::CredentialProvider;
 use crate::error::GraphError;
 use crate::origin::check_origin;
+use crate::pace::{Pacer, RequestRate};
 use crate::retry::{RetryPolicy, is_retryable_status, is_retryable_transport, retry_after};
 use crate::upstream_text;
 
@@ -47,6 +48,9 @@ pub struct GraphSettings {
     /// `$expand=alerts` on incidents (`INCIDENTS_EXPAND_ALERTS`): a read Graph fails with a 5xx
     /// is made again at once without it (see `get_expanded`).
     pub expand_alerts: bool,
+    /// At most this many Graph requests in any window, over the session
+    /// (`GRAPH_REQUESTS_PER_MINUTE`; `None`: no limit). See [`crate::pace`].
+    pub request_rate: Option<RequestRate>,
 }
 
 /// After Graph failed an expanded read, reads go without `$expand` for this long (in this
@@ -64,6 +68,8 @@ pub struct GraphStats {
     /// Reads made without `$expand` although it was asked for: after Graph failed them, or
     /// while the expansion is paused after such a failure.
     pub expand_fallbacks: u64,
+    /// Times a request waited for room under `GRAPH_REQUESTS_PER_MINUTE`.
+    pub paced_waits: u64,
 }
 
 /// One client's own counts (token requests are the session's).
@@ -72,6 +78,7 @@ struct Counters {
     graph_requests: AtomicU64,
     throttled_responses: AtomicU64,
     expand_fallbacks: AtomicU64,
+    paced_waits: AtomicU64,
 }
 
 struct CachedToken {
@@ -104,6 +111,8 @@ struct Session<P> {
     /// When Graph tells one request to back off, every concurrent request waits too (every
     /// stream's): retrying sooner from a sibling task would only count against the same quota.
     backoff_until: std::sync::Mutex<Option<Instant>>,
+    /// The operator's limit on Graph requests, shared the same way.
+    pacer: Option<Pacer>,
 }
 
 pub struct GraphClient<P> {
@@ -285,6 +294,7 @@ impl<P: CredentialProvider> GraphClient<P> {
             token: Mutex::new(None),
             token_requests: AtomicU64::new(0),
             backoff_until: std::sync::Mutex::new(None),
+            pacer: settings.request_rate.map(Pacer::new),
         };
         Self {
             session: Arc::new(session),
@@ -312,6 +322,7 @@ impl<P: CredentialProvider> GraphClient<P> {
             throttled_responses: self.counters.throttled_responses.load(Ordering::Relaxed),
             token_requests: self.session.token_requests.load(Ordering::Relaxed),
             expand_fallbacks: self.counters.expand_fallbacks.load(Ordering::Relaxed),
+            paced_waits: self.counters.paced_waits.load(Ordering::Relaxed),
         }
     }
 
@@ -416,6 +427,24 @@ impl<P: CredentialProvider> GraphClient<P> {
         let until = now.checked_add(wait).unwrap_or(now);
         let mut shared = self.session.backoff_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *shared = Some(shared.map_or(until, |current| current.max(until)));
+    }
+
+    /// Waits for room under the operator's limit on requests, unless that passes the deadline.
+    async fn take_request_slot(&self, deadline: Option<DateTime<Utc>>) -> Result<(), GraphError> {
+        let Some(pacer) = &self.session.pacer else { return Ok(()) };
+        while let Some(wait) = pacer.try_take(Instant::now()) {
+            self.counters.paced_waits.fetch_add(1, Ordering::Relaxed);
+            debug!(wait_ms = wait.as_millis() as u64, "Waiting for room under GRAPH_REQUESTS_PER_MINUTE.");
+            if !self.wait_or_give_up(wait, deadline).await {
+                let rate = pacer.rate();
+                return Err(GraphError::RateLimited {
+                    requests: rate.requests,
+                    per_seconds: rate.per.as_secs(),
+                    wait_ms: wait.as_millis() as u64,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Waits out a backoff another request was told to observe, unless that passes the deadline.
@@ -705,6 +734,10 @@ impl<P: CredentialProvider> GraphClient<P> {
             Ok(token) => token,
             Err(error) => return Step::Finished(Err(error)),
         };
+        // After the token: a token request is Entra's, not counted against Graph's quota.
+        if let Err(error) = self.take_request_slot(deadline).await {
+            return Step::Finished(Err(error));
+        }
         let timeout = match self.request_timeout(deadline) {
             Ok(timeout) => timeout,
             Err(error) => return Step::Finished(Err(error)),
@@ -905,6 +938,7 @@ mod tests {
             retry: RetryPolicy::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             expand_alerts: false,
+            request_rate: None,
         };
         let credentials = StaticCredentials(ClientCredentials {
             client_id: "app".into(),

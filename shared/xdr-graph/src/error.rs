@@ -34,6 +34,10 @@ pub enum GraphError {
     Throttled { attempts: u32, status: u16, request_id: String, detail: String },
     #[error("Graph asked this client to back off for {wait_ms} ms more, past the invocation deadline")]
     BackingOff { wait_ms: u64 },
+    #[error(
+        "GRAPH_REQUESTS_PER_MINUTE allows {requests} Graph requests per {per_seconds} s, and the next would go out in {wait_ms} ms, past the invocation deadline"
+    )]
+    RateLimited { requests: u32, per_seconds: u64, wait_ms: u64 },
     #[error("stopped before the invocation deadline: {0}")]
     OutOfTime(String),
     #[error("Graph is unavailable after {attempts} attempts: {last}")]
@@ -70,7 +74,9 @@ impl GraphError {
             | GraphError::Entra { .. }
             | GraphError::Credentials(_)
             | GraphError::Forbidden { .. } => SourceErrorKind::Credentials,
-            GraphError::Throttled { .. } | GraphError::BackingOff { .. } => SourceErrorKind::Throttled,
+            GraphError::Throttled { .. } | GraphError::BackingOff { .. } | GraphError::RateLimited { .. } => {
+                SourceErrorKind::Throttled
+            }
             GraphError::OutOfTime(_) => SourceErrorKind::OutOfTime,
             GraphError::Unavailable { .. } | GraphError::BadTokenResponse { .. } => {
                 SourceErrorKind::Unavailable

@@ -7,6 +7,7 @@ pub mod cloud;
 pub mod credentials;
 pub mod error;
 pub mod origin;
+pub mod pace;
 pub mod retry;
 pub mod upstream_text;
 
@@ -14,4 +15,5 @@ pub use client::{GraphClient, GraphSettings, GraphStats, http_client};
 pub use cloud::{Cloud, Endpoints};
 pub use credentials::{ClientCredentials, CredentialProvider, StaticCredentials};
 pub use error::GraphError;
+pub use pace::RequestRate;
 pub use retry::RetryPolicy;

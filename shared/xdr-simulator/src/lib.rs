@@ -12,5 +12,5 @@ pub mod tenant;
 
 pub use elsewhere::Elsewhere;
 pub use graph::{GraphBehaviour, GraphMode, ListOrder, ListRequest, Listed, NextLinks};
-pub use server::{Fault, Fleet, RequestRecord, SimOptions, Simulator, TenantHandle};
+pub use server::{Fault, Fleet, Quota, RequestRecord, SimOptions, Simulator, TenantHandle};
 pub use tenant::{Activity, SimTenant, SimVersion};

@@ -87,6 +87,18 @@ pub struct SimOptions {
     /// Until then, every Graph request is answered 429 with a `Retry-After` of the time left
     /// (a tenant throttled for minutes).
     pub throttled_until: Option<DateTime<Utc>>,
+    /// Graph's quota: at most this many requests in any window; past it, 429 with a
+    /// `Retry-After` of the whole seconds until the window has room (requests answered 429 do
+    /// not count).
+    pub quota: Option<Quota>,
+}
+
+/// At most `requests` Graph requests in any `per` (the published security quota is 150 a
+/// minute per app and tenant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub requests: usize,
+    pub per: Duration,
 }
 
 impl Default for SimOptions {
@@ -99,6 +111,7 @@ impl Default for SimOptions {
             incidents_forbidden: false,
             alerts_forbidden: false,
             throttled_until: None,
+            quota: None,
         }
     }
 }
@@ -125,6 +138,8 @@ pub(crate) struct SimState {
     pub listing: Option<Listing>,
     /// The incidents derived from the tenant's alerts, and their listing, kept the same way.
     pub incidents: Option<(Incidents, Listing)>,
+    /// When the authenticated Graph requests inside the quota's window came.
+    pub quota_log: VecDeque<std::time::Instant>,
 }
 
 pub(crate) struct Listing {
@@ -182,6 +197,7 @@ impl TenantHandle {
             base_url: base_url.to_owned(),
             listing: None,
             incidents: None,
+            quota_log: VecDeque::new(),
         }));
         Self { state }
     }
@@ -763,6 +779,25 @@ fn serve_list(
             "Lifetime validation failed, the token is expired.",
             request_id,
         );
+    }
+    if let Some(quota) = sim.options.quota {
+        let now = std::time::Instant::now();
+        while sim.quota_log.front().is_some_and(|at| now.saturating_duration_since(*at) >= quota.per) {
+            sim.quota_log.pop_front();
+        }
+        if sim.quota_log.len() >= quota.requests {
+            let room_in = sim.quota_log.front().map(|at| (*at + quota.per).saturating_duration_since(now));
+            let seconds = room_in.map_or(1, |wait| wait.as_millis().div_ceil(1000).max(1) as u64);
+            let mut response = graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Too many requests. Please try again later.",
+                request_id,
+            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return response;
+        }
+        sim.quota_log.push_back(now);
     }
     if let Some(response) = fault.as_ref().and_then(|fault| misbehaviour(fault, request_id)) {
         return response;

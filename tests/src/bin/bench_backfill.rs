@@ -45,6 +45,7 @@ async fn main() {
                 "TENANT_ID" => Some(tenant_id.clone()),
                 "LOGIN_BASE_URL" | "GRAPH_BASE_URL" => Some(base.clone()),
                 "PAGE_SIZE" => Some("100".into()),
+                name if name == xdr_tests::NO_REQUEST_LIMIT.0 => Some(xdr_tests::NO_REQUEST_LIMIT.1.into()),
                 _ => None,
             },
             Utc::now(),

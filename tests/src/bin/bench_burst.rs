@@ -42,6 +42,7 @@ async fn main() {
         ("GRAPH_BASE_URL", sim.base_url().to_owned()),
         ("BACKFILL_START", start.to_rfc3339()),
         ("RUST_LOG", "warn".into()),
+        (xdr_tests::NO_REQUEST_LIMIT.0, xdr_tests::NO_REQUEST_LIMIT.1.into()),
     ] {
         env.push((key.to_owned(), value));
     }
