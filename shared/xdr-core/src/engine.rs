@@ -93,16 +93,22 @@ where
             if settings.window_end.is_none() {
                 refuse_silent_reset(&ports, &settings.layout, &identity, reset).await?;
             }
-            // Saved before the marker is written: a run that stops between the two leaves a
-            // state without a marker (written next time), never a marker without a state.
-            let revision = ports.store.save(&mut state, expected.as_ref()).await?;
+            // The live state is saved before the marker is written: a run that stops between
+            // the two leaves a state without a marker (written next time), never a marker
+            // without a state. A bounded window (a backfill day) is first saved when it has
+            // something to keep (its first objects' announcement, or the run's end), so that
+            // starting one costs no write: its first save creates it, or finds a rival's.
+            let revision = match settings.window_end {
+                None => Some(ports.store.save(&mut state, expected.as_ref()).await?),
+                Some(_) => expected,
+            };
             if let Some(at) = reset {
                 warn!(reset = %format_human(at), from = %format_human(start), "Starting over after a reset.");
             }
             if settings.window_end.is_none() {
                 ensure_marker(&ports, &settings.layout, &identity, &state).await?;
             }
-            (state, Some(revision))
+            (state, revision)
         }
     };
     // The start applies to a first run only; a change after it is said, never silently ignored.
@@ -115,6 +121,10 @@ where
         warn!(note = %note, "The configured start changed after the first run.");
     }
     let mut run = Run::new(settings, &ports, request, started, fetch_deadline, state, revision);
+    if run.revision.is_some() {
+        // As loaded, it is what the store holds: a run that changes nothing writes nothing.
+        run.last_saved = Some(run.saved_form());
+    }
     run.summary.start_changed = start_changed;
     run.recover_pending().await?;
 
@@ -308,6 +318,9 @@ struct Run<'a, S, T, O, C> {
     instant_plan: Option<InstantProgress>,
     /// The cursor may not pass this (an instant read over several runs; see `read_instant`).
     cursor_cap: Option<DateTime<Utc>>,
+    /// What the last save stored (see `Run::saved_form`): a save that would store the same
+    /// again is not made.
+    last_saved: Option<(SyncState, usize)>,
 }
 
 impl<'a, S, T, O, C> Run<'a, S, T, O, C>
@@ -350,6 +363,7 @@ where
             paging: Paging::default(),
             instant_plan,
             cursor_cap: None,
+            last_saved: None,
         }
     }
 
@@ -500,9 +514,24 @@ where
         }
         let keep_from = self.state.next_window_start(self.settings.overlap);
         self.state.seen.prune_before(keep_from);
+        let form = self.saved_form();
+        if self.revision.is_some() && self.last_saved.as_ref() == Some(&form) {
+            // Typically the end of a run whose last object's commit saved all of it already.
+            return Ok(());
+        }
         let revision = self.ports.store.save(&mut self.state, self.revision.as_ref()).await?;
         self.revision = Some(revision);
+        self.last_saved = Some(self.saved_form());
         Ok(())
+    }
+
+    /// The state as a save stores it, with the dedup memory stood for by its size: between two
+    /// saves that memory only grows (commits, each of which saves); it shrinks only in `save`.
+    fn saved_form(&mut self) -> (SyncState, usize) {
+        let seen = std::mem::take(&mut self.state.seen);
+        let form = self.state.clone();
+        self.state.seen = seen;
+        (form, self.state.seen.len())
     }
 
     /// Stores batches that close together in groups: one state write announcing a group, its

@@ -22,8 +22,8 @@ pub struct SyncState {
     pub cursor: DateTime<Utc>,
     /// Versions already written that a later window may read again.
     pub seen: SeenVersions,
-    /// An object announced before its put. On recovery it counts as written if it exists.
-    /// Objects announced and perhaps not yet stored (several when they closed together).
+    /// Objects announced before their puts (several when they closed together). On recovery
+    /// each counts as written if it exists.
     pub pending: Vec<PendingObject>,
     /// A bounded window's end (backfill): reading stops here. `None`: the live sync, up to now.
     pub window_end: Option<DateTime<Utc>>,

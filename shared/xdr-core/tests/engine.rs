@@ -408,10 +408,19 @@ async fn a_bounded_window_writes_only_its_range_and_then_nothing() {
         let summary = world.run().await;
         assert_eq!(summary.progress, Some(1.0));
         world.assert_exactly(&expected);
+        // A state write to announce each group of objects and one to commit it: none to start
+        // the window, none at the end to store again what the last commit stored.
+        let saves = world.store.saves();
+        assert!(
+            saves <= 2 * summary.objects.len(),
+            "{mode}: {saves} saves for {} objects",
+            summary.objects.len()
+        );
         world.clock.advance(TimeDelta::hours(1));
         let again = world.run().await;
         assert_eq!(again.alerts_written, 0);
         assert!(again.objects.is_empty());
+        assert_eq!(world.store.saves(), saves, "{mode}: a run that changes nothing writes nothing");
         world.assert_exactly(&expected);
     }
 }
