@@ -755,6 +755,18 @@ async fn list(
     response
 }
 
+/// Graph's throttling answer: 429, its error body, and `Retry-After` in seconds.
+fn too_many_requests(request_id: &str, retry_after_seconds: u64) -> Response {
+    let mut response = graph_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        "Too many requests. Please try again later.",
+        request_id,
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+    response
+}
+
 fn serve_list(
     sim: &mut SimState,
     headers: &HeaderMap,
@@ -788,14 +800,7 @@ fn serve_list(
         if sim.quota_log.len() >= quota.requests {
             let room_in = sim.quota_log.front().map(|at| (*at + quota.per).saturating_duration_since(now));
             let seconds = room_in.map_or(1, |wait| wait.as_millis().div_ceil(1000).max(1) as u64);
-            let mut response = graph_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequests",
-                "Too many requests. Please try again later.",
-                request_id,
-            );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            return response;
+            return too_many_requests(request_id, seconds);
         }
         sim.quota_log.push_back(now);
     }
@@ -823,14 +828,7 @@ fn serve_list(
     }
     if let Some(until) = sim.options.throttled_until.filter(|until| *until > Utc::now()) {
         let left = (until - Utc::now()).num_seconds().max(0) as u64 + 1;
-        let mut response = graph_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TooManyRequests",
-            "Too many requests. Please try again later.",
-            request_id,
-        );
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(left));
-        return response;
+        return too_many_requests(request_id, left);
     }
     if *collection == ALERTS_V2 && sim.options.alerts_forbidden {
         return graph_error(
