@@ -536,10 +536,11 @@ def test_alerts_per_tenant_per_day_and_quiet_tenants(fleet, fleet_athena):
                 at = datetime.datetime.fromisoformat(record["lastUpdateDateTime"][:26].rstrip("Z") + "+00:00")
                 newest[tenant] = max(newest.get(tenant, at), at)
     # The simulated tenants were all busy a moment ago: the query runs at a later "now", when
-    # the tenant with the oldest newest data has been quiet for over an hour and the others not.
+    # the tenant with the oldest newest data has been quiet for over an hour and the others not
+    # (halfway between: the tenants' newest data may be well under a second apart).
     times = sorted(newest.values())
-    now = times[0] + datetime.timedelta(hours=1, seconds=1)
-    assert times[1] > times[0] + datetime.timedelta(seconds=1), "the tenants' newest data differ"
+    assert times[1] - times[0] > datetime.timedelta(milliseconds=2), "the tenants' newest data differ"
+    now = times[0] + datetime.timedelta(hours=1) + (times[1] - times[0]) / 2
     sql = queries["QuietTenantsQuery"].replace("current_timestamp", f"TIMESTAMPTZ '{now.isoformat()}'")
     quiet = {row[0] for row in athena.execute(sql).fetchall()}
     assert quiet == {tenant for tenant, at in newest.items() if at < now - datetime.timedelta(hours=1)}
