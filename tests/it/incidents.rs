@@ -225,15 +225,22 @@ async fn a_missing_incidents_permission_fails_that_stream_alone() {
     assert_exactly(&deployment.aws.lines(INCIDENTS).await, &deployment.incidents_now());
 }
 
-/// An incidents backfill through the real `xdr-backfill`: its own keys, the window written once,
-/// a second invocation writes nothing, and the alerts are not touched.
+/// An incidents backfill through the real `xdr-backfill`, with `$expand=alerts` off (the strict
+/// mode) and on (a Graph that expands): its own keys, the window written once, a second
+/// invocation writes nothing, and the alerts are not touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_incidents_backfill_writes_its_window_once_and_leaves_alerts_alone() {
     if xdr_tests::moto::unavailable("an_incidents_backfill_writes_its_window_once_and_leaves_alerts_alone") {
         return;
     }
-    let mut deployment = Deployment::new(settled_tenant(313, 500), SimOptions::default(), None).await;
+    backfill_incidents(SimOptions::default(), false).await;
+    backfill_incidents(SimOptions::mode(GraphMode::Lenient), true).await;
+}
+
+async fn backfill_incidents(options: SimOptions, expand: bool) {
+    let mut deployment = Deployment::new(settled_tenant(313, 500), options, None).await;
     deployment.set("STREAMS", "alerts,incidents");
+    deployment.set("INCIDENTS_EXPAND_ALERTS", if expand { "true" } else { "false" });
     deployment.start_function("xdr-backfill");
     let start = (Utc::now() - TimeDelta::days(3)).date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
     // Between 12 and 36 hours ago whatever the time of day, so the window holds incident versions
@@ -259,7 +266,22 @@ async fn an_incidents_backfill_writes_its_window_once_and_leaves_alerts_alone() 
         !expected.is_empty() && expected.len() < current.len(),
         "the window holds some incidents, not all"
     );
-    assert_exactly(&deployment.aws.lines(INCIDENTS).await, &expected);
+    let mut expanded = 0;
+    let lines: Vec<(String, String)> = deployment
+        .aws
+        .lines(INCIDENTS)
+        .await
+        .into_iter()
+        .map(|(key, line)| match xdr_simulator::incidents::split_expanded(&line) {
+            Some((body, _alerts)) => {
+                expanded += 1;
+                (key, body)
+            }
+            None => (key, line),
+        })
+        .collect();
+    assert_exactly(&lines, &expected);
+    assert_eq!(expanded == lines.len(), expand, "every line expanded exactly when asked for");
     assert!(deployment.aws.lines(ALERTS).await.is_empty(), "no alert read or written");
     let again = deployment.invoke_backfill(&event, Duration::from_secs(60)).await.response().clone();
     assert_eq!(again["alerts_written"], json!(0), "{again}");
