@@ -27,7 +27,7 @@ pub mod defaults {
     };
     pub use xdr_core::settings::{
         DEFAULT_FINISH_RESERVE_MILLIS, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_PAGES_PER_SLICE,
-        DEFAULT_MAX_SKIP, DEFAULT_OVERLAP_MINUTES, DEFAULT_PAGE_SIZE,
+        DEFAULT_MAX_SKIP, DEFAULT_OVERLAP_MINUTES, DEFAULT_PAGE_SIZE, DEFAULT_SLICES_IN_FLIGHT,
     };
     // The Graph client's.
     pub use xdr_graph::client::DEFAULT_MAX_RESPONSE_BYTES;
@@ -228,6 +228,12 @@ impl SyncConfig {
         let max_pages_per_slice =
             settings.number("MAX_PAGES_PER_SLICE", DEFAULT_MAX_PAGES_PER_SLICE, 1, 100)?;
         let max_skip = settings.number("MAX_SKIP", DEFAULT_MAX_SKIP, 0, 100_000)?;
+        let slices_in_flight = settings.number(
+            "GRAPH_SLICES_IN_FLIGHT",
+            DEFAULT_SLICES_IN_FLIGHT,
+            1,
+            xdr_core::settings::MAX_SLICES_IN_FLIGHT,
+        )?;
         let accept_incomplete_instants = match settings.optional("ACCEPT_INCOMPLETE_INSTANTS") {
             None => Vec::new(),
             Some(list) => list
@@ -312,6 +318,7 @@ impl SyncConfig {
                 backfill_start,
                 finish_reserve: TimeDelta::milliseconds(finish_reserve_ms),
                 window_end: None,
+                slices_in_flight,
             },
             http_timeout: Duration::from_secs(http_timeout),
             max_attempts,
@@ -569,6 +576,7 @@ mod tests {
         assert_eq!(config.engine.max_object_bytes, 32 * 1024 * 1024);
         assert_eq!(config.engine.backfill_start, None);
         assert_eq!(config.engine.max_skip, 500);
+        assert_eq!(config.engine.slices_in_flight, 2);
         assert!(config.engine.accept_incomplete_instants.is_empty());
         assert_eq!(config.streams, vec![ALERTS]);
         assert!(!config.expand_alerts);
@@ -678,6 +686,8 @@ mod tests {
             (&[("TENANT_ID", "t.example"), ("LOGIN_BASE_URL", "http://10.1.2.3:8080")], "LOGIN_BASE_URL"),
             (&[("TENANT_ID", "t.example"), ("MAX_RESPONSE_MB", "0")], "MAX_RESPONSE_MB"),
             (&[("TENANT_ID", "t.example"), ("MAX_SKIP", "-5")], "MAX_SKIP"),
+            (&[("TENANT_ID", "t.example"), ("GRAPH_SLICES_IN_FLIGHT", "0")], "GRAPH_SLICES_IN_FLIGHT"),
+            (&[("TENANT_ID", "t.example"), ("GRAPH_SLICES_IN_FLIGHT", "5")], "GRAPH_SLICES_IN_FLIGHT"),
             (
                 &[("TENANT_ID", "t.example"), ("GRAPH_REQUESTS_PER_MINUTE", "150/min")],
                 "GRAPH_REQUESTS_PER_MINUTE",

@@ -18,6 +18,11 @@ pub const DEFAULT_MAX_OBJECT_BYTES: usize = 32 * 1024 * 1024;
 /// 4 KB alerts), about 64 KB of the head.
 pub const DEFAULT_MAX_OBJECT_RECORDS: usize = 6_000;
 pub const DEFAULT_FINISH_RESERVE_MILLIS: i64 = 800;
+/// Time slices whose requests are out at once: the next slice's answer is on its way while one
+/// is written, and the one after it while that one travels, so Graph's latency is paid about
+/// once per two slices (the request rate limit still applies).
+pub const DEFAULT_SLICES_IN_FLIGHT: usize = 2;
+pub const MAX_SLICES_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
@@ -47,6 +52,8 @@ pub struct SyncSettings {
     pub finish_reserve: TimeDelta,
     /// For a bounded window (backfill): where reading stops, fixed in the state at the first run.
     pub window_end: Option<DateTime<Utc>>,
+    /// Time slices requested ahead at once (1: one request after another).
+    pub slices_in_flight: usize,
 }
 
 impl SyncSettings {
@@ -66,6 +73,7 @@ impl SyncSettings {
             backfill_start: None,
             finish_reserve: TimeDelta::milliseconds(DEFAULT_FINISH_RESERVE_MILLIS),
             window_end: None,
+            slices_in_flight: DEFAULT_SLICES_IN_FLIGHT,
         }
     }
 

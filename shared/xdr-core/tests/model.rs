@@ -68,8 +68,9 @@ fn listed(graph: &FakeGraph, now: DateTime<Utc>) -> BTreeSet<String> {
     FakeGraph::current(&versions, now, all, end).into_iter().map(|v| v.body).collect()
 }
 
-async fn scenario(mode: GraphMode, ops: Vec<Op>) {
+async fn scenario(mode: GraphMode, in_flight: usize, ops: Vec<Op>) {
     let mut world = World::in_mode(mode);
+    world.settings.slices_in_flight = in_flight;
     world.settings.max_object_bytes = 6 * 1024;
     world.settings.page_size = 20;
     world.settings.max_pages_per_slice = 4;
@@ -175,9 +176,10 @@ proptest! {
     #[test]
     fn every_observable_version_is_written_exactly_once(
         mode in proptest::sample::select(GraphMode::ALL.to_vec()),
+        in_flight in 1usize..=3,
         ops in proptest::collection::vec(op(), 1..40),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(scenario(mode, ops));
+        runtime.block_on(scenario(mode, in_flight, ops));
     }
 }

@@ -12,7 +12,7 @@
 //!   past that split by other filterable properties (`split.rs`), with its progress saved.
 //! - An instant no property can split holds the cursor, and the run says which instant it is.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::value::RawValue;
@@ -125,20 +125,20 @@ enum Fetched {
     Stop,
 }
 
-/// The next time slice's first answer, fetched while the current one was written.
+/// A later time slice's first answer, fetched while an earlier one was written.
 struct Prefetched {
-    /// The slice's end (it starts where the previous one ended).
+    from: DateTime<Utc>,
     to: DateTime<Utc>,
     attempt: Attempt,
 }
 
 enum SliceOutcome {
-    /// The slice up to `end` is read; `records` came back. `next`: the following slice's
-    /// answer, on its way.
+    /// The slice up to `end` is read; `records` came back. `next`: the answers of the slices
+    /// that follow it, fetched meanwhile (in order, from `end` on).
     Done {
         end: DateTime<Utc>,
         records: u64,
-        next: Option<Prefetched>,
+        next: Vec<Prefetched>,
     },
     /// One answer did not hold the slice: read a shorter one.
     Split {
@@ -218,7 +218,9 @@ where
         // The first slice is the whole window, whose answer sizes the rest; after a run that
         // stopped early, a length that fitted then.
         let mut length = self.state.slice_hint.unwrap_or(to - from).max(TICK);
-        let mut prefetched: Option<Prefetched> = None;
+        // Answers of later slices, fetched ahead, in order and without gaps between them (a gap
+        // opens before the first when a slice ahead of it is split; it is read first).
+        let mut queued: VecDeque<Prefetched> = VecDeque::new();
         // The last slice that fitted in one answer with records in it.
         let mut fitted: Option<TimeDelta> = None;
         while slice_start < to {
@@ -227,17 +229,26 @@ where
                 match self.read_instant(slice_start, None).await? {
                     InstantOutcome::Done => {
                         self.passed(slice_start + TICK, 0);
-                        SliceOutcome::Done { end: slice_start + TICK, records: 0, next: None }
+                        SliceOutcome::Done { end: slice_start + TICK, records: 0, next: Vec::new() }
                     }
                     InstantOutcome::Stop(reason) => SliceOutcome::Stop(reason),
                     InstantOutcome::Held(held) => SliceOutcome::Held(held),
                 }
             } else {
-                let (slice_end, first) = match prefetched.take() {
-                    Some(ahead) => (ahead.to, Some(ahead.attempt)),
-                    None => (self.slice_end(slice_start, length, to), None),
+                // Defensive: the loop only moves forward over what it has read.
+                queued.retain(|slice| slice.from >= slice_start);
+                let (slice_end, first) = match queued.pop_front() {
+                    Some(ahead) if ahead.from == slice_start => (ahead.to, Some(ahead.attempt)),
+                    other => {
+                        if let Some(later) = other {
+                            queued.push_front(later);
+                        }
+                        let limit = queued.front().map_or(to, |next| next.from);
+                        (self.slice_end(slice_start, length, limit), None)
+                    }
                 };
-                let outcome = self.read_slice(slice_start, slice_end, to, first).await?;
+                let queued_from = queued.front().map(|next| next.from);
+                let outcome = self.read_slice(slice_start, slice_end, to, first, queued_from).await?;
                 if let SliceOutcome::Done { records, .. } = &outcome {
                     length = self.next_length(slice_end, slice_end - slice_start, *records);
                 }
@@ -251,7 +262,9 @@ where
                     self.completed_cursor = self.completed_cursor.max(end);
                     self.keep_state_small().await?;
                     slice_start = end;
-                    prefetched = next;
+                    for slice in next.into_iter().rev() {
+                        queued.push_front(slice);
+                    }
                 }
                 SliceOutcome::Split { length: shorter } => {
                     self.summary.slices_split += 1;
@@ -276,6 +289,31 @@ where
             _ => window_end,
         };
         end_of_slice(start, length, limit)
+    }
+
+    /// Up to `count` slices from `start`, each `length` long (the first as given; the others
+    /// alike, as nothing newer is known of the density by the time they are sent), ending at
+    /// `limit`, a split instant waiting to be resumed, or where a counted split slice needs its
+    /// rest read first.
+    fn plan_ahead(
+        &self,
+        start: DateTime<Utc>,
+        length: TimeDelta,
+        limit: DateTime<Utc>,
+        count: usize,
+    ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        let mut planned = Vec::with_capacity(count);
+        let mut from = start;
+        while planned.len() < count && from < limit && self.resume_at() != Some(from) {
+            let to = self.slice_end(from, length, limit);
+            planned.push((from, to));
+            // Where a counted split sizes the slices, the next one depends on what this one holds.
+            if self.split_sizes(to) {
+                break;
+            }
+            from = to;
+        }
+        planned
     }
 
     /// Records one answer may hold: the page size asked for, or less where Graph clamps `$top`.
@@ -319,6 +357,17 @@ where
         }
     }
 
+    /// Whether the slice from `start` is sized by a counted split around it (see
+    /// [`Self::next_length`]) rather than by density alone.
+    fn split_sizes(&self, start: DateTime<Utc>) -> bool {
+        let target = self.slice_target();
+        self.paging
+            .ahead
+            .last()
+            .filter(|ahead| ahead.end > start)
+            .is_some_and(|ahead| ahead.remaining <= target || ahead.planned_end(start, target).is_some())
+    }
+
     /// The read has passed `end`, with `records` read since the last call: counted splits ahead
     /// hold that many fewer, and those that end here are done.
     fn passed(&mut self, end: DateTime<Utc>, records: u64) {
@@ -352,12 +401,16 @@ where
         verdict
     }
 
+    /// Reads the slice `[from, to)` from its first answer (`first`, when fetched ahead).
+    /// `queued_from`: where the next answer fetched ahead starts, if any; slices fetched from
+    /// here on end there.
     async fn read_slice(
         &mut self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         window_end: DateTime<Utc>,
         first: Option<Attempt>,
+        queued_from: Option<DateTime<Utc>>,
     ) -> Result<SliceOutcome, EngineError> {
         let width = to - from;
         let query = Query::slice(from, to, self.settings.page_size);
@@ -381,23 +434,14 @@ where
             };
             if verdict == Verdict::Complete {
                 self.passed(to, u64::from(len));
-                return Ok(SliceOutcome::Done { end: to, records: u64::from(len), next: None });
+                return Ok(SliceOutcome::Done { end: to, records: u64::from(len), next: Vec::new() });
             }
         }
         match verdict {
             Verdict::Complete => {
                 let records = u64::from(len);
                 self.passed(to, records);
-                if to >= window_end || self.resume_at() == Some(to) {
-                    self.write_records(&parsed.alerts, from).await?;
-                    return Ok(SliceOutcome::Done { end: to, records, next: None });
-                }
-                // The next slice's answer is on its way while this one is written, so the
-                // slice boundary costs no latency.
-                let next_to = self.slice_end(to, self.next_length(to, width, records), window_end);
-                let request = PageRequest::Query(Query::slice(to, next_to, self.settings.page_size));
-                let attempt = self.write_while_fetching(&parsed.alerts, from, to, request).await?;
-                Ok(SliceOutcome::Done { end: to, records, next: Some(Prefetched { to: next_to, attempt }) })
+                self.finish_slice(&parsed.alerts, (from, to), records, window_end, queued_from).await
             }
             _ if width > TICK => {
                 let stamps: Vec<DateTime<Utc>> = parsed
@@ -406,15 +450,42 @@ where
                     .filter_map(|raw| version_key(raw).ok())
                     .map(|key| key.last_update)
                     .collect();
-                debug!(count = ?parsed.count, received = len, "One answer does not hold the slice; splitting it.");
-                Ok(SliceOutcome::Split { length: self.split_length(from, width, parsed.count, &stamps) })
+                let count = parsed.count;
+                // A slice a little over one answer: one page more, by `$skip` within the cap,
+                // reads it whole when the versions told apart reach its count (the check a
+                // crowded instant's pages pass), for one request where a split takes two.
+                let within_a_page_more = count.is_some_and(|count| {
+                    len > 0
+                        && count <= u64::from(len) + u64::from(len.min(self.settings.max_skip))
+                        && count <= self.reach(parsed.next_link.as_deref(), len)
+                });
+                if within_a_page_more {
+                    let link = parsed.next_link.clone();
+                    let (mut distinct, mut sample) = (HashSet::new(), Vec::new());
+                    self.take_in(&parsed.alerts, from, &mut distinct, &mut sample).await?;
+                    drop(parsed);
+                    match self.page_on(&query, count, len, link, &mut distinct, &mut sample).await? {
+                        Paged::Complete => {
+                            let records = distinct.len() as u64;
+                            self.passed(to, records);
+                            return self
+                                .finish_slice(&[], (from, to), records, window_end, queued_from)
+                                .await;
+                        }
+                        Paged::Stop => return Ok(SliceOutcome::Stop(self.stop_reason())),
+                        // Shifted by an update while paging, or Graph refused the page: split.
+                        Paged::Short | Paged::Beyond => {}
+                    }
+                }
+                debug!(count = ?count, received = len, "One answer does not hold the slice; splitting it.");
+                Ok(SliceOutcome::Split { length: self.split_length(from, width, count, &stamps) })
             }
             _ => {
                 drop(parsed);
                 let outcome = match self.read_instant(from, Some(page)).await? {
                     InstantOutcome::Done => {
                         self.passed(to, u64::from(len));
-                        SliceOutcome::Done { end: to, records: u64::from(len), next: None }
+                        SliceOutcome::Done { end: to, records: u64::from(len), next: Vec::new() }
                     }
                     InstantOutcome::Stop(reason) => SliceOutcome::Stop(reason),
                     InstantOutcome::Held(held) => SliceOutcome::Held(held),
@@ -422,6 +493,37 @@ where
                 Ok(outcome)
             }
         }
+    }
+
+    /// Ends a slice read whole (`records` versions in `span`): writes what its answer held
+    /// (`answer`; nothing when paging wrote it already) while the next slices' answers are on
+    /// their way, so the slice boundary costs no latency and the slices after it share theirs.
+    async fn finish_slice(
+        &mut self,
+        answer: &[&RawValue],
+        span: (DateTime<Utc>, DateTime<Utc>),
+        records: u64,
+        window_end: DateTime<Utc>,
+        queued_from: Option<DateTime<Utc>>,
+    ) -> Result<SliceOutcome, EngineError> {
+        let (from, to) = span;
+        let limit = queued_from.unwrap_or(window_end);
+        if to >= limit || self.resume_at() == Some(to) {
+            self.write_records(answer, from).await?;
+            return Ok(SliceOutcome::Done { end: to, records, next: Vec::new() });
+        }
+        let ahead = if queued_from.is_some() { 1 } else { self.settings.slices_in_flight.max(1) };
+        let planned = self.plan_ahead(to, self.next_length(to, to - from, records), limit, ahead);
+        let page_size = self.settings.page_size;
+        let requests =
+            planned.iter().map(|(a, b)| PageRequest::Query(Query::slice(*a, *b, page_size))).collect();
+        let attempts = self.write_while_fetching(answer, from, to, requests).await?;
+        let next = planned
+            .into_iter()
+            .zip(attempts)
+            .map(|((from, to), attempt)| Prefetched { from, to, attempt })
+            .collect();
+        Ok(SliceOutcome::Done { end: to, records, next })
     }
 
     /// How long the first part of a slice that one answer did not hold should be, from the
@@ -821,21 +923,24 @@ where
         records: &[&RawValue],
         slice_start: DateTime<Utc>,
         slice_end: DateTime<Utc>,
-        request: PageRequest<'_>,
-    ) -> Result<Attempt, EngineError> {
+        requests: Vec<PageRequest<'_>>,
+    ) -> Result<Vec<Attempt>, EngineError> {
         if self.out_of_time() {
             self.write_records(records, slice_start).await?;
-            return Ok(Attempt::OutOfTime);
+            return Ok(requests.iter().map(|_| Attempt::OutOfTime).collect());
         }
         let source = self.ports.source;
-        let (fetched, written) =
-            futures_util::future::join(source.fetch(request, self.fetch_deadline), async {
-                self.write_records(records, slice_start).await?;
-                self.store_dates_before(slice_end).await
-            })
-            .await;
+        let deadline = self.fetch_deadline;
+        let fetches = futures_util::future::join_all(
+            requests.into_iter().map(|request| source.fetch(request, deadline)),
+        );
+        let (fetched, written) = futures_util::future::join(fetches, async {
+            self.write_records(records, slice_start).await?;
+            self.store_dates_before(slice_end).await
+        })
+        .await;
         written?;
-        Ok(Attempt::Made(fetched))
+        Ok(fetched.into_iter().map(Attempt::Made).collect())
     }
 
     async fn request(&mut self, request: PageRequest<'_>) -> Result<Fetched, EngineError> {

@@ -54,6 +54,9 @@ pub struct FakeGraph {
     /// Called after each page is served, with the number of pages served so far.
     pub after_page: Mutex<Option<Hook>>,
     pub throttle_after: Mutex<Option<usize>>,
+    /// Requests being answered now, and the most there ever were at once.
+    pub in_flight: std::sync::atomic::AtomicUsize,
+    pub most_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeGraph {
@@ -66,6 +69,8 @@ impl FakeGraph {
             requests: Mutex::new(Vec::new()),
             after_page: Mutex::new(None),
             throttle_after: Mutex::new(None),
+            in_flight: Default::default(),
+            most_in_flight: Default::default(),
         }
     }
 
@@ -154,7 +159,12 @@ impl AlertSource for FakeGraph {
         request: PageRequest<'_>,
         deadline: Option<DateTime<Utc>>,
     ) -> Result<FetchedPage, SourceError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now_in_flight = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most_in_flight.fetch_max(now_in_flight, SeqCst);
+        // Another request sent meanwhile is answered while this one is (see `most_in_flight`).
         tokio::task::yield_now().await;
+        self.in_flight.fetch_sub(1, SeqCst);
         if deadline.is_some_and(|d| self.clock.now() + self.latency > d) {
             return Err(SourceError::new(SourceErrorKind::OutOfTime, "no time for another page"));
         }
