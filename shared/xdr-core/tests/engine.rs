@@ -365,14 +365,15 @@ async fn an_alert_updated_between_pages_does_not_hide_another() {
     }
 }
 
-/// A slice a little over one answer is read whole with one `$skip` page more when the versions
-/// told apart reach its count. Alerts updated between the two pages shift the offsets, the
-/// pages come back short of the count, and the slice is split and read again instead: nothing
-/// is hidden, nothing written twice.
+/// A slice a little over one answer, past the overlap (here a bounded window's), is read whole
+/// with one `$skip` page more when the versions told apart reach its count. Alerts updated
+/// between the two pages shift the offsets, the pages come back short of the count, and the
+/// slice is split and read again instead: nothing is hidden, nothing written twice.
 #[tokio::test]
 async fn a_slice_a_little_over_one_answer_is_paged_unless_an_update_shifts_it() {
     for shift in [false, true] {
         let mut world = World::in_mode(GraphMode::Strict);
+        world.settings.window_end = Some(t(T0) - TimeDelta::hours(1));
         for (i, id) in ids("over", 150).enumerate() {
             let at = t(T0) - TimeDelta::hours(20) + TimeDelta::minutes(i as i64 * 7);
             world.graph.add(&id, at, at);
@@ -400,8 +401,12 @@ async fn a_slice_a_little_over_one_answer_is_paged_unless_an_update_shifts_it() 
         let requests = world.graph.requests.lock().unwrap().clone();
         assert!(requests[1].contains("skip: 100"), "{requests:?}");
         let versions = world.graph.versions.lock().unwrap().clone();
-        let current =
-            FakeGraph::current(&versions, world.clock.now(), t(T0) - TimeDelta::days(3), world.clock.now());
+        let current = FakeGraph::current(
+            &versions,
+            world.clock.now(),
+            t(T0) - TimeDelta::days(3),
+            t(T0) - TimeDelta::hours(1),
+        );
         let superseded: Vec<&str> = originals
             .iter()
             .filter(|v| !current.iter().any(|c| c.body == v.body))
@@ -419,6 +424,57 @@ async fn a_slice_a_little_over_one_answer_is_paged_unless_an_update_shifts_it() 
         let split = summary.slices_split > 0;
         assert_eq!(split, shift, "split exactly when the pages came back short: {requests:#?}");
     }
+}
+
+/// Inside the overlap, versions show up late: between two pages of one slice an alert can
+/// leave it (updated) while a late version enters it, so offsets shift with the count
+/// unchanged and a `$skip` page could miss a version listed all along. There a slice is never
+/// read by `$skip`: every version listed throughout the run is written in that very run.
+#[tokio::test]
+async fn inside_the_overlap_a_version_leaving_as_a_late_one_arrives_hides_nothing() {
+    let mut world = World::in_mode(GraphMode::Strict);
+    world.settings.backfill_start = Some(t(T0) - TimeDelta::minutes(20));
+    let mut throughout = Vec::new();
+    for (i, id) in ids("churn", 150).enumerate() {
+        let at = t(T0) - TimeDelta::minutes(10) + TimeDelta::seconds(i as i64 * 3);
+        throughout.push(world.graph.add(&id, at, at));
+    }
+    // After the first page: 20 alerts are updated (their versions leave the window) and 20
+    // late versions become visible inside it.
+    let updated: Vec<String> = ids("churn", 150).step_by(7).take(20).collect();
+    let gone: Vec<String> = throughout
+        .iter()
+        .filter(|body| updated.iter().any(|id| body.contains(&format!("\"{id}\""))))
+        .cloned()
+        .collect();
+    throughout.retain(|body| !gone.contains(body));
+    *world.graph.after_page.lock().unwrap() = Some(Box::new(move |versions, served, now| {
+        if served == 1 {
+            for (n, id) in updated.iter().enumerate() {
+                let body = format!(
+                    r#"{{"id":"{id}","lastUpdateDateTime":"{}","n":{n}}}"#,
+                    format_filter_instant(now)
+                );
+                versions.push(Version { id: id.clone(), last_update: now, visible_at: now, body });
+                let late = t(T0) - TimeDelta::minutes(9)
+                    + TimeDelta::seconds(n as i64 * 20)
+                    + TimeDelta::milliseconds(1);
+                let body =
+                    format!(r#"{{"id":"late-{n}","lastUpdateDateTime":"{}"}}"#, format_filter_instant(late));
+                versions.push(Version { id: format!("late-{n}"), last_update: late, visible_at: now, body });
+            }
+        }
+    }));
+    world.run().await;
+    let requests = world.graph.requests.lock().unwrap().clone();
+    assert!(requests.len() > 1, "the window took more than one answer: {requests:?}");
+    let lines: Vec<String> = world.lines().into_iter().map(|(_, line)| line).collect();
+    let missing: Vec<&String> = throughout.iter().filter(|body| !lines.contains(body)).collect();
+    assert!(missing.is_empty(), "{} versions listed throughout the run were not written", missing.len());
+    let mut sorted = lines.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), lines.len(), "nothing written twice");
 }
 
 #[tokio::test]

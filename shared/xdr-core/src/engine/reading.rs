@@ -250,13 +250,19 @@ where
                 let queued_from = queued.front().map(|next| next.from);
                 let outcome = self.read_slice(slice_start, slice_end, to, first, queued_from).await?;
                 if let SliceOutcome::Done { records, .. } = &outcome {
-                    length = self.next_length(slice_end, slice_end - slice_start, *records);
+                    length = match fitted {
+                        // A crowded instant read on its own says nothing of the density around
+                        // it (sizing from it would creep up from one tick): start again from the
+                        // last slice that fitted.
+                        Some(fitted) if slice_end - slice_start <= TICK => fitted,
+                        _ => self.next_length(slice_end, slice_end - slice_start, *records),
+                    };
                 }
                 outcome
             };
             match outcome {
                 SliceOutcome::Done { end, next, records } => {
-                    if records > 0 {
+                    if records > 0 && end - slice_start > TICK {
                         fitted = Some(end - slice_start);
                     }
                     self.completed_cursor = self.completed_cursor.max(end);
@@ -453,9 +459,13 @@ where
                 let count = parsed.count;
                 // A slice a little over one answer: one page more, by `$skip` within the cap,
                 // reads it whole when the versions told apart reach its count (the check a
-                // crowded instant's pages pass), for one request where a split takes two.
+                // crowded instant's pages pass), for one request where a split takes two. Only
+                // past the overlap: there no version shows up late, so a version that leaves
+                // the slice between the two pages (an update) makes them come back short,
+                // whereas a late one arriving as another leaves could hide a third.
                 let within_a_page_more = count.is_some_and(|count| {
                     len > 0
+                        && to <= self.started - self.settings.overlap
                         && count <= u64::from(len) + u64::from(len.min(self.settings.max_skip))
                         && count <= self.reach(parsed.next_link.as_deref(), len)
                 });
