@@ -460,12 +460,15 @@ where
                 // A slice a little over one answer: one page more, by `$skip` within the cap,
                 // reads it whole when the versions told apart reach its count (the check a
                 // crowded instant's pages pass), for one request where a split takes two. Only
-                // past the overlap: there no version shows up late, so a version that leaves
-                // the slice between the two pages (an update) makes them come back short,
-                // whereas a late one arriving as another leaves could hide a third.
+                // past the overlap (never less than the default's 15 minutes, whatever an
+                // operator set): there no version shows up late, so a version that leaves the
+                // slice between the two pages (an update) makes them come back short, whereas a
+                // late one arriving as another leaves could hide a third.
+                let settled_before = self.started
+                    - self.settings.overlap.max(TimeDelta::minutes(crate::settings::DEFAULT_OVERLAP_MINUTES));
                 let within_a_page_more = count.is_some_and(|count| {
                     len > 0
-                        && to <= self.started - self.settings.overlap
+                        && to <= settled_before
                         && count <= u64::from(len) + u64::from(len.min(self.settings.max_skip))
                         && count <= self.reach(parsed.next_link.as_deref(), len)
                 });
