@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use xdr_simulator::{Activity, Fault, GraphMode, SimOptions, SimTenant};
 use xdr_tests::aws_fault_proxy::{AwsFaultProxy, Call, Moment, Trap};
 use xdr_tests::deployment::Deployment;
-use xdr_tests::{Harness, assert_exactly, assert_observed, assert_observed_incidents, lines_under};
+use xdr_tests::{
+    Harness, assert_exactly, assert_observed, assert_observed_incidents, incident_bodies, lines_under,
+};
 
 const ALERTS: &str = "defender-xdr/alerts/";
 const INCIDENTS: &str = "defender-xdr/incidents/";
@@ -266,20 +268,7 @@ async fn backfill_incidents(options: SimOptions, expand: bool) {
         !expected.is_empty() && expected.len() < current.len(),
         "the window holds some incidents, not all"
     );
-    let mut expanded = 0;
-    let lines: Vec<(String, String)> = deployment
-        .aws
-        .lines(INCIDENTS)
-        .await
-        .into_iter()
-        .map(|(key, line)| match xdr_simulator::incidents::split_expanded(&line) {
-            Some((body, _alerts)) => {
-                expanded += 1;
-                (key, body)
-            }
-            None => (key, line),
-        })
-        .collect();
+    let (lines, expanded) = incident_bodies(&deployment.aws.lines(INCIDENTS).await, &tenant);
     assert_exactly(&lines, &expected);
     assert_eq!(expanded == lines.len(), expand, "every line expanded exactly when asked for");
     assert!(deployment.aws.lines(ALERTS).await.is_empty(), "no alert read or written");

@@ -199,20 +199,14 @@ pub fn assert_observed(
     );
 }
 
-/// The incidents' ground truth, as [`assert_observed`] for alerts: every incident version Graph
-/// listed throughout one of the complete `runs` is present exactly once, and every line is, byte
-/// for byte, an incident version the tenant ever had. A line written from an expanded read
-/// (`$expand=alerts`) is that version with its alerts appended as Graph inlined them when it was
-/// read: each of those must be, byte for byte, a version of an alert the tenant ever had.
-pub fn assert_observed_incidents(
-    lines: &[(String, String)],
-    tenant: &SimTenant,
-    runs: &[(DateTime<Utc>, DateTime<Utc>)],
-) -> usize {
+/// Incident lines as the versions they were written from, and how many were expanded: a line
+/// written from an expanded read (`$expand=alerts`) loses the alerts Graph inlined, each of which
+/// must be, byte for byte, a version of an alert the tenant ever had.
+pub fn incident_bodies(lines: &[(String, String)], tenant: &SimTenant) -> (Vec<(String, String)>, usize) {
     let alert_versions: std::collections::HashSet<&str> =
         tenant.versions.iter().map(|v| v.body.as_str()).collect();
     let mut expanded = 0;
-    let bodies: Vec<(String, String)> = lines
+    let bodies = lines
         .iter()
         .map(|(key, line)| match xdr_simulator::incidents::split_expanded(line) {
             Some((body, alerts)) => {
@@ -228,6 +222,20 @@ pub fn assert_observed_incidents(
             None => (key.clone(), line.clone()),
         })
         .collect();
+    (bodies, expanded)
+}
+
+/// The incidents' ground truth, as [`assert_observed`] for alerts: every incident version Graph
+/// listed throughout one of the complete `runs` is present exactly once, and every line is, byte
+/// for byte, an incident version the tenant ever had. A line written from an expanded read
+/// (`$expand=alerts`) is that version with its alerts appended as Graph inlined them when it was
+/// read: each of those must be, byte for byte, a version of an alert the tenant ever had.
+pub fn assert_observed_incidents(
+    lines: &[(String, String)],
+    tenant: &SimTenant,
+    runs: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> usize {
+    let (bodies, expanded) = incident_bodies(lines, tenant);
     let counts = count_lines(&bodies);
     let incidents = tenant.incidents();
     let ever: std::collections::HashSet<&str> = incidents.versions.iter().map(|v| v.body.as_str()).collect();
