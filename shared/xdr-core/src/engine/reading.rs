@@ -237,12 +237,9 @@ where
             } else {
                 // Defensive: the loop only moves forward over what it has read.
                 queued.retain(|slice| slice.from >= slice_start);
-                let (slice_end, first) = match queued.pop_front() {
-                    Some(ahead) if ahead.from == slice_start => (ahead.to, Some(ahead.attempt)),
-                    other => {
-                        if let Some(later) = other {
-                            queued.push_front(later);
-                        }
+                let (slice_end, first) = match queued.pop_front_if(|ahead| ahead.from == slice_start) {
+                    Some(ahead) => (ahead.to, Some(ahead.attempt)),
+                    None => {
                         let limit = queued.front().map_or(to, |next| next.from);
                         (self.slice_end(slice_start, length, limit), None)
                     }
