@@ -10,6 +10,7 @@ use xdr_tests::assert_exactly;
 use xdr_tests::aws_fault_proxy::{AwsFaultProxy, PutFault};
 use xdr_tests::deployment::Deployment;
 use xdr_tests::runtime_api::Outcome;
+use xdr_tests::tls_front::{TestAuthority, TlsFront, address_of};
 
 const PREFIX: &str = "defender-xdr/alerts/";
 
@@ -451,4 +452,56 @@ async fn a_renamed_tenant_goes_on_and_a_lost_state_is_refused_with_nothing_writt
     let again = deployment.invoke(&json!({}), Duration::from_secs(60)).await;
     assert_eq!(again.response()["complete"], json!(true), "{again:?}");
     deployment.assert_no_secrets(&[]);
+}
+
+/// Graph, Entra and AWS are reached over HTTPS only, and the two HTTP stacks of a function
+/// (reqwest for Entra and Graph, the AWS SDK's) share the roots read once from the system's
+/// store (`xdr_graph::trust_roots`). Here the store is a test authority's certificate
+/// (`SSL_CERT_FILE`, honoured as the system's store is found): with it both stacks connect;
+/// without it each one refuses the server, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_http_stacks_trust_the_system_store_and_nothing_else() {
+    if xdr_tests::moto::unavailable("both_http_stacks_trust_the_system_store_and_nothing_else") {
+        return;
+    }
+    let authority = TestAuthority::new();
+    let store = tempfile::tempdir().unwrap();
+    let bundle = store.path().join("test-authority.pem");
+    authority.write_ca(&bundle);
+    let mut deployment = Deployment::new(settled_tenant(53, 150), SimOptions::default(), None).await;
+    let graph = TlsFront::start(&authority, address_of(deployment.sim.base_url())).await;
+    let aws = TlsFront::start(&authority, address_of(&deployment.aws.endpoint)).await;
+    let plain_aws = deployment.aws.endpoint.clone();
+    let refused = async |deployment: &mut Deployment, what: &str| {
+        deployment.stop_all();
+        deployment.start();
+        let outcome = deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await;
+        let Outcome::Error { message, .. } = outcome else {
+            panic!("{what}: a server the store does not trust was accepted: {outcome:?}")
+        };
+        assert!(message.to_lowercase().contains("certificate"), "{what}: {message}");
+        assert!(deployment.aws.keys("").await.is_empty(), "{what}: nothing written");
+    };
+    assert_eq!((graph.handshakes(), aws.handshakes()), (0, 0));
+
+    // The system's own store: neither stack knows the test authority.
+    deployment.set("AWS_ENDPOINT_URL", &aws.url());
+    refused(&mut deployment, "the AWS SDK with the system's store").await;
+    deployment.set("AWS_ENDPOINT_URL", &plain_aws);
+    deployment.set("LOGIN_BASE_URL", &graph.url());
+    deployment.set("GRAPH_BASE_URL", &graph.url());
+    refused(&mut deployment, "Entra and Graph with the system's store").await;
+
+    // A store of the test authority alone: both connect, and the sync is whole.
+    deployment.sim.serve_as(&graph.url());
+    deployment.set("SSL_CERT_FILE", bundle.to_str().unwrap());
+    deployment.set("SSL_CERT_DIR", store.path().join("none").to_str().unwrap());
+    deployment.set("AWS_ENDPOINT_URL", &aws.url());
+    deployment.stop_all();
+    deployment.start();
+    let expected = deployment.visible_now();
+    let outcome = deployment.invoke(&scheduled_event(), Duration::from_secs(60)).await;
+    assert_eq!(outcome.response()["complete"], json!(true), "{outcome:?}");
+    assert_exactly(&deployment.aws.lines(PREFIX).await, &expected);
+    assert!(graph.handshakes() > 0 && aws.handshakes() > 0, "both went through the TLS fronts");
 }

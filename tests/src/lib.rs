@@ -17,6 +17,7 @@ pub mod function;
 pub mod iam;
 pub mod moto;
 pub mod runtime_api;
+pub mod tls_front;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -57,7 +57,7 @@ impl GlueTables {
 
     /// A client from the standard AWS configuration chain (as `AwsClients::from_env`).
     pub async fn from_env(database: impl Into<String>) -> Self {
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let shared = crate::https_client::load_config().await;
         Self::new(Client::new(&shared), database)
     }
 

@@ -4,6 +4,7 @@
 mod dynamo_state;
 #[cfg(feature = "glue")]
 mod glue_tables;
+mod https_client;
 mod lease;
 mod registry;
 mod s3_sink;
@@ -30,7 +31,7 @@ pub struct AwsClients {
 
 impl AwsClients {
     pub async fn from_env(s3_force_path_style: bool) -> Self {
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let shared = https_client::load_config().await;
         let s3_config =
             aws_sdk_s3::config::Builder::from(&shared).force_path_style(s3_force_path_style).build();
         Self {

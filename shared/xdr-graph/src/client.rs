@@ -21,7 +21,9 @@ use crate::credentials::CredentialProvider;
 use crate::error::GraphError;
 use crate::origin::check_origin;
 use crate::pace::{Pacer, RequestRate};
-use crate::retry::{RetryPolicy, is_retryable_status, is_retryable_transport, retry_after};
+use crate::retry::{
+    RetryPolicy, is_retryable_status, is_retryable_transport, refused_certificate, retry_after,
+};
 use crate::upstream_text;
 
 /// Less than this left before the deadline: don't start a request.
@@ -138,9 +140,18 @@ enum Step<T> {
 /// Redirects are never followed: a 307 on the token request would replay the form, client
 /// secret included, to wherever `Location` points, and a followed page request would take a
 /// stranger's answer for Graph's. Decompression is done here, within a size limit
-/// ([`crate::body`]), not by reqwest.
+/// ([`crate::body`]), not by reqwest. The trusted roots are the system's, read once for this
+/// client and the AWS SDK's ([`crate::trust_roots`]).
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+    let roots = crate::trust_roots::platform_roots();
+    let builder = reqwest::Client::builder();
+    // No roots at all: reqwest's own platform verifier then says so when the client is built.
+    let builder = if roots.is_empty() {
+        builder
+    } else {
+        builder.tls_certs_only(roots.iter().filter_map(|der| reqwest::Certificate::from_der(der).ok()))
+    };
+    builder
         .user_agent(concat!("xdr-sync/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .referer(false)
@@ -534,6 +545,10 @@ impl<P: CredentialProvider> GraphClient<P> {
         };
         let response = match self.session.http.post(url.clone()).form(form).timeout(timeout).send().await {
             Ok(response) => response,
+            Err(error) if let Some(reason) = refused_certificate(&error) => {
+                let (request, origin) = ("token request", origin_of(url));
+                return Step::Finished(Err(GraphError::UntrustedCertificate { request, origin, reason }));
+            }
             Err(error) if is_retryable_transport(&error) => {
                 warn!(error = %error.without_url(), attempt, "Token request failed; retrying.");
                 return retry(self.settings.retry.delay(attempt, None));
@@ -756,6 +771,10 @@ impl<P: CredentialProvider> GraphClient<P> {
             .await;
         let response = match sent {
             Ok(response) => response,
+            Err(error) if let Some(reason) = refused_certificate(&error) => {
+                let (request, origin) = ("page request", origin_of(url));
+                return Step::Finished(Err(GraphError::UntrustedCertificate { request, origin, reason }));
+            }
             Err(error) if is_retryable_transport(&error) => {
                 let problem = error.without_url().to_string();
                 warn!(attempt, problem = %problem, "Graph request failed; retrying.");

@@ -62,6 +62,10 @@ pub enum GraphError {
     TooLarge { request: &'static str, limit_mb: usize, detail: String },
     #[error("the answer to the {request} could not be read: {detail}")]
     Unreadable { request: &'static str, detail: String },
+    #[error(
+        "the {request} to `{origin}` was refused: its TLS certificate is not trusted ({reason}). Trusted roots come from the system's store (the CA bundle, or SSL_CERT_FILE and SSL_CERT_DIR when set); behind a TLS-inspecting proxy, its authority must be added there"
+    )]
+    UntrustedCertificate { request: &'static str, origin: String, reason: String },
 }
 
 impl GraphError {
@@ -87,7 +91,8 @@ impl GraphError {
             | GraphError::Redirected { .. }
             | GraphError::NotAllowed { .. }
             | GraphError::TooLarge { .. }
-            | GraphError::Unreadable { .. } => SourceErrorKind::Refused,
+            | GraphError::Unreadable { .. }
+            | GraphError::UntrustedCertificate { .. } => SourceErrorKind::Refused,
         }
     }
 }

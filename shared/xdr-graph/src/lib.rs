@@ -9,6 +9,7 @@ pub mod error;
 pub mod origin;
 pub mod pace;
 pub mod retry;
+pub mod trust_roots;
 pub mod upstream_text;
 
 pub use client::{GraphClient, GraphSettings, GraphStats, http_client};

@@ -32,6 +32,29 @@ pub fn is_retryable_transport(error: &reqwest::Error) -> bool {
     error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() || error.is_decode()
 }
 
+/// The TLS verifier's reason, when the server's certificate was refused: asking again would
+/// be refused again, and "kept failing" would hide why. rustls's error sits inside `io::Error`s
+/// (one in another, as hyper wraps it), whose `source()` skips what they wrap, so each one is
+/// looked into as well.
+pub fn refused_certificate(error: &reqwest::Error) -> Option<String> {
+    certificate_reason(error, 0)
+}
+
+fn certificate_reason(error: &(dyn std::error::Error + 'static), depth: usize) -> Option<String> {
+    // Error chains are short; the bound only keeps a cyclic one from recursing for ever.
+    if depth > 16 {
+        return None;
+    }
+    if let Some(rustls::Error::InvalidCertificate(reason)) = error.downcast_ref::<rustls::Error>() {
+        return Some(format!("{reason:?}"));
+    }
+    let wrapped = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+    if let Some(reason) = wrapped.and_then(|inner| certificate_reason(inner, depth + 1)) {
+        return Some(reason);
+    }
+    error.source().and_then(|source| certificate_reason(source, depth + 1))
+}
+
 /// The longest `Retry-After` taken as given: a Lambda invocation lasts at most 15 minutes, and a
 /// larger value (or one too large for `Duration` and `Instant` arithmetic) is waited as this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);

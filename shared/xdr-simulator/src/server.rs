@@ -230,6 +230,12 @@ impl TenantHandle {
         change(&mut lock(&self.state).options);
     }
 
+    /// Clients reach this tenant at `url` (behind a TLS front, say): Graph's scope, the tokens'
+    /// audience and nextLinks name it, as the real services name their public hosts.
+    pub fn serve_as(&self, url: &str) {
+        lock(&self.state).base_url = url.trim_end_matches('/').to_owned();
+    }
+
     pub fn push_fault(&self, fault: Fault) {
         lock(&self.state).faults.push_back(fault);
     }
