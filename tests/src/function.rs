@@ -18,7 +18,12 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// Path of a workspace binary built with the release profile (what Lambda runs), for benchmarks.
+/// `BENCH_BINARIES=<dir>` takes `<dir>/<name>` instead: a build with symbols for `BENCH_PROFILE`
+/// (`CARGO_PROFILE_RELEASE_STRIP=none cargo build --release --no-default-features --target-dir ..`).
 pub fn release_binary(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("BENCH_BINARIES") {
+        return PathBuf::from(dir).join(name);
+    }
     find(RELEASE_BINARIES.get_or_init(|| build(true)), name)
 }
 

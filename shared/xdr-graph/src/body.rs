@@ -66,14 +66,20 @@ pub async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>
 
 /// Decodes gzip (one member or several) into at most `limit` bytes.
 pub fn gunzip_capped(compressed: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
-    // The last member's trailer gives its size mod 2^32: a hint for the first allocation only.
-    let hint = compressed
-        .len()
-        .checked_sub(4)
-        .and_then(|at| compressed.get(at..))
-        .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
-        .map_or(0, |tail| u32::from_le_bytes(tail) as usize);
-    let mut decoded = Vec::with_capacity(hint.min(limit).max(compressed.len()).min(limit));
+    // The last member's trailer: the CRC-32 and the size (mod 2^32) of what it holds.
+    let trailer = |from_end: usize| {
+        compressed
+            .len()
+            .checked_sub(from_end)
+            .and_then(|at| compressed.get(at..at + 4))
+            .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+            .map(u32::from_le_bytes)
+    };
+    let (crc, size) = (trailer(8), trailer(4).map_or(0, |size| size as usize));
+    if let Some(decoded) = crc.and_then(|crc| whole_member(compressed, crc, size, limit)) {
+        return Ok(decoded);
+    }
+    let mut decoded = Vec::with_capacity(size.min(limit).max(compressed.len()).min(limit));
     MultiGzDecoder::new(compressed)
         .take(limit as u64 + 1)
         .read_to_end(&mut decoded)
@@ -82,6 +88,22 @@ pub fn gunzip_capped(compressed: &[u8], limit: usize) -> Result<Vec<u8>, BodyErr
         return Err(BodyError::TooLarge { limit, compressed: false });
     }
     Ok(decoded)
+}
+
+/// The answer decoded by libdeflate in one call, when the trailer's size fits the limit: Graph
+/// sends one gzip member, and libdeflate decodes it at several times the streaming decoder's
+/// speed (a tenth of a sync's CPU went to inflating pages). libdeflate decodes the first member
+/// and checks it against its own trailer; the result is taken only if it also matches the
+/// trailer at the end of the body, so a body of several members goes to the streaming decoder
+/// (unless every member holds the same bytes, and then the first one holds all there is to read).
+/// Anything else (a larger or lying size, corrupt data) goes there too, which bounds and names it.
+fn whole_member(compressed: &[u8], crc: u32, size: usize, limit: usize) -> Option<Vec<u8>> {
+    if size == 0 || size > limit {
+        return None;
+    }
+    let mut decoded = vec![0; size];
+    let written = libdeflater::Decompressor::new().gzip_decompress(compressed, &mut decoded).ok()?;
+    (written == size && libdeflater::crc32(&decoded) == crc).then_some(decoded)
 }
 
 #[cfg(test)]
@@ -108,6 +130,28 @@ mod tests {
         let body = gzip(&[br#"{"value":["#, br#"1]}"#]);
         assert_eq!(gunzip_capped(&body, 1024).unwrap(), br#"{"value":[1]}"#);
         assert_eq!(gunzip_capped(&body, 13).unwrap().len(), 13);
+    }
+
+    #[test]
+    fn one_member_decodes_in_one_call_and_several_still_decode_whole() {
+        let page = br#"{"value":[{"id":"da1"},{"id":"da2"}]}"#.repeat(200);
+        let one = gzip(&[&page]);
+        assert_eq!(whole_member(&one, crc_of(&one), page.len(), 1 << 20), Some(page.clone()));
+        assert_eq!(gunzip_capped(&one, 1 << 20).unwrap(), page);
+        // Two members: the first alone does not match the last trailer, so both are read.
+        let (head, tail) = page.split_at(1000);
+        let two = gzip(&[head, tail]);
+        assert_eq!(whole_member(&two, crc_of(&two), tail.len(), 1 << 20), None);
+        assert_eq!(gunzip_capped(&two, 1 << 20).unwrap(), page);
+        // A trailer claiming less than the member holds: refused by libdeflate, read in full.
+        let mut lying = one.clone();
+        let at = lying.len() - 4;
+        lying[at..].copy_from_slice(&10u32.to_le_bytes());
+        assert_eq!(whole_member(&lying, crc_of(&lying), 10, 1 << 20), None);
+    }
+
+    fn crc_of(body: &[u8]) -> u32 {
+        u32::from_le_bytes(body[body.len() - 8..body.len() - 4].try_into().unwrap())
     }
 
     #[test]

@@ -14,7 +14,10 @@
 //! is one full page: the lower bound on requests and on wall time. A benchmark that prints
 //! numbers, not a test.
 //!
-//!     cargo run --release -p xdr-tests --bin bench-shapes -- [week] [month] [backfill90] [--latencies 0,300] [--alerts N]
+//!     cargo run --release -p xdr-tests --bin bench-shapes -- [week] [month] [backfill90] [--latencies 0,300] [--alerts N] [--no-aws-latency]
+//!
+//! `--no-aws-latency` keeps the proxy in front of moto (it still counts the calls) but adds no
+//! latency: what the model itself costs the function.
 //!
 //! Needs the moto venv (`.venv-moto`, made by `.ci/run`).
 
@@ -79,6 +82,7 @@ async fn main() {
         .map(|text| text.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![0, 300]);
     let alerts: u64 = value_of("--alerts").and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    let aws_latency = !args.iter().any(|a| a == "--no-aws-latency");
     let named: Vec<&str> =
         args.iter().map(String::as_str).filter(|a| SHAPES.iter().any(|s| s.name == *a)).collect();
     let shapes: Vec<Shape> =
@@ -111,10 +115,10 @@ async fn main() {
         for latency_ms in &latencies {
             sim.options(|o| o.page_latency = Duration::from_millis(*latency_ms));
             rows.push(sequential(&sim, shape, *latency_ms, &slices).await);
-            rows.push(run_function(&sim, shape, *latency_ms, start, now, &secret).await);
+            rows.push(run_function(&sim, shape, *latency_ms, start, now, &secret, aws_latency).await);
         }
     }
-    print_table(&rows, &lower_bounds, alerts);
+    print_table(&rows, &lower_bounds, alerts, aws_latency);
 }
 
 /// Where every run of (at most) 1,000 records starts, by `lastUpdateDateTime`, with whole
@@ -210,10 +214,13 @@ async fn run_function(
     start: DateTime<Utc>,
     now: DateTime<Utc>,
     secret: &str,
+    aws_latency: bool,
 ) -> Row {
     let aws = Aws::fresh(secret).await;
     let proxy = AwsFaultProxy::start(&aws.endpoint).await;
-    proxy.model_region_latency();
+    if aws_latency {
+        proxy.model_region_latency();
+    }
     let mut env = xdr_tests::bench::function_env(&aws, sim, start, PAGE_SIZE);
     env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
     env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint.clone()));
@@ -280,11 +287,21 @@ async fn run_function(
     }
 }
 
-fn print_table(rows: &[Row], lower_bounds: &BTreeMap<&'static str, (usize, usize, usize)>, alerts: u64) {
+fn print_table(
+    rows: &[Row],
+    lower_bounds: &BTreeMap<&'static str, (usize, usize, usize)>,
+    alerts: u64,
+    aws_latency: bool,
+) {
+    let aws = if aws_latency {
+        "moto behind a model of AWS's latency (S3 put 30 ms + 10 ms/MB, S3 get 15 ms, DynamoDB write 8 ms, \
+         read 4 ms, Secrets Manager 15 ms)"
+    } else {
+        "moto behind the same proxy without the latency model (--no-aws-latency)"
+    };
     println!(
         "Shapes of work ({alerts} alerts each), strict Graph mode (no nextLink, $skip <= 500, scrambled order), \
-         release builds under the Lambda Runtime API emulator, moto behind a model of AWS's latency \
-         (S3 put 30 ms + 10 ms/MB, S3 get 15 ms, DynamoDB write 8 ms, read 4 ms, Secrets Manager 15 ms); \
+         release builds under the Lambda Runtime API emulator, {aws}; \
          the baseline reads the same records one full page after another"
     );
     println!(
