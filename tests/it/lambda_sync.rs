@@ -482,7 +482,6 @@ async fn both_http_stacks_trust_the_system_store_and_nothing_else() {
         assert!(message.to_lowercase().contains("certificate"), "{what}: {message}");
         assert!(deployment.aws.keys("").await.is_empty(), "{what}: nothing written");
     };
-    assert_eq!((graph.handshakes(), aws.handshakes()), (0, 0));
 
     // The system's own store: neither stack knows the test authority.
     deployment.set("AWS_ENDPOINT_URL", &aws.url());
@@ -491,6 +490,8 @@ async fn both_http_stacks_trust_the_system_store_and_nothing_else() {
     deployment.set("LOGIN_BASE_URL", &graph.url());
     deployment.set("GRAPH_BASE_URL", &graph.url());
     refused(&mut deployment, "Entra and Graph with the system's store").await;
+    // Refused during the handshake: no request reached either stand-in through its front.
+    assert_eq!((graph.handshakes(), aws.handshakes()), (0, 0));
 
     // A store of the test authority alone: both connect, and the sync is whole.
     deployment.sim.serve_as(&graph.url());
